@@ -1,0 +1,9 @@
+//! runtime-grader: grades students' `02_runtime` async-runtime crates in a sandbox.
+//!
+//! Data flows one way: upload -> [`archive`] (validated submission) -> [`policy`] (static checks)
+//! -> [`sandbox`]ed build and test runs ([`engine`]) -> [`report`].
+
+pub mod archive;
+pub mod cli;
+pub mod policy;
+pub mod sandbox;
