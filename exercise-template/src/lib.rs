@@ -1,0 +1,3 @@
+pub mod custom_future;
+pub mod timer;
+pub mod executor;

@@ -1,0 +1,1 @@
+//! Hidden tests: see tests/ and rubric.toml.
