@@ -6,4 +6,7 @@
 pub mod archive;
 pub mod cli;
 pub mod policy;
+pub mod report;
+pub mod rubric;
 pub mod sandbox;
+pub mod solutions;
