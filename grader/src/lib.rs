@@ -4,6 +4,8 @@
 //! -> [`sandbox`]ed build and test runs ([`engine`]) -> [`report`].
 
 pub mod archive;
+pub mod assembly;
+pub mod build;
 pub mod cli;
 pub mod policy;
 pub mod report;

@@ -1,0 +1,100 @@
+//! Job workspaces: the student's files, the grader's own Cargo files and the test suite, laid out
+//! for an offline, locked build.
+//!
+//! ```text
+//! <job>/Cargo.toml            workspace: runtime + hidden-tests (grader/assembly/Cargo.toml)
+//! <job>/Cargo.lock            pins every dependency (grader/assembly/Cargo.lock)
+//! <job>/.cargo/config.toml    crates.io replaced by the vendored sources, offline
+//! <job>/runtime/              the student's src/**/*.rs under our exercise-template/Cargo.toml
+//! <job>/hidden-tests/         the hidden tests (or, for public tests, an empty package of that name)
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+/// The workspace manifest of every job.
+pub const WORKSPACE_TOML: &str = include_str!("../assembly/Cargo.toml");
+/// The lockfile of every job: builds run with `--locked`.
+pub const WORKSPACE_LOCK: &str = include_str!("../assembly/Cargo.lock");
+/// The manifest forced on every submission (the template's own).
+pub const RUNTIME_TOML: &str = include_str!("../../exercise-template/Cargo.toml");
+/// The manifest of the hidden-tests package.
+pub const HIDDEN_TOML: &str = include_str!("../../hidden-tests/Cargo.toml");
+
+/// The public tests of the template, injected for `grader check` (path in the crate, contents).
+pub const PUBLIC_TESTS: [(&str, &str); 3] = [
+    (
+        "src/custom_future/tests.rs",
+        include_str!("../../exercise-template/src/custom_future/tests.rs"),
+    ),
+    (
+        "src/timer/tests.rs",
+        include_str!("../../exercise-template/src/timer/tests.rs"),
+    ),
+    (
+        "src/executor/tests.rs",
+        include_str!("../../exercise-template/src/executor/tests.rs"),
+    ),
+];
+
+/// Where the vendored dependency sources appear inside the sandbox.
+pub const VENDOR_MOUNT: &str = "/opt/vendor";
+
+/// Which tests a job runs.
+#[derive(Debug, Clone)]
+pub enum Suite {
+    /// The hidden tests from this folder (its `Cargo.toml`, `src/` and `tests/`; not the rubric).
+    Hidden(std::path::PathBuf),
+    /// The template's public tests, injected into the student's modules.
+    Public,
+}
+
+fn cargo_config() -> String {
+    format!(
+        "[source.crates-io]\nreplace-with = \"vendored\"\n\n[source.vendored]\ndirectory = \"{VENDOR_MOUNT}\"\n\n\
+         [net]\noffline = true\n\n[term]\ncolor = \"never\"\n"
+    )
+}
+
+fn write(path: &Path, contents: &str) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::write(path, contents)
+}
+
+/// Lays out the job workspace in `dir` (an empty folder); `files` are the student's, by path in the
+/// crate (already validated by [`crate::archive`]).
+pub fn assemble(dir: &Path, files: &BTreeMap<String, String>, suite: &Suite) -> io::Result<()> {
+    write(&dir.join("Cargo.toml"), WORKSPACE_TOML)?;
+    write(&dir.join("Cargo.lock"), WORKSPACE_LOCK)?;
+    write(&dir.join(".cargo/config.toml"), &cargo_config())?;
+    let runtime = dir.join("runtime");
+    for (path, contents) in files {
+        write(&runtime.join(path), contents)?;
+    }
+    write(&runtime.join("Cargo.toml"), RUNTIME_TOML)?;
+    let hidden = dir.join("hidden-tests");
+    write(&hidden.join("Cargo.toml"), HIDDEN_TOML)?;
+    match suite {
+        Suite::Hidden(source) => {
+            crate::solutions::copy_sources(&source.join("src"), &hidden.join("src"))
+                .map_err(io::Error::other)?;
+            crate::solutions::copy_sources(&source.join("tests"), &hidden.join("tests"))
+                .map_err(io::Error::other)?;
+        }
+        Suite::Public => {
+            // The package must exist for the locked workspace, but contributes no test.
+            write(
+                &hidden.join("src/lib.rs"),
+                "//! Not used when running the public tests.\n",
+            )?;
+            for (path, contents) in PUBLIC_TESTS {
+                write(&runtime.join(path), contents)?;
+            }
+        }
+    }
+    Ok(())
+}
