@@ -9,13 +9,17 @@ use std::time::{Duration, Instant};
 
 /// Returns `Pending` on its first `count` polls and `"Countdown complete!"` on the next one.
 pub struct CountdownFuture {
-    remaining: u32,
+    pending_polls: u32,
+    polled: u32,
 }
 
 impl CountdownFuture {
     /// Creates a countdown that needs `count` extra polls before it is ready.
     pub fn new(count: u32) -> Self {
-        Self { remaining: count }
+        Self {
+            pending_polls: count,
+            polled: 0,
+        }
     }
 }
 
@@ -23,29 +27,26 @@ impl Future for CountdownFuture {
     type Output = String;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<String> {
-        match self.remaining.checked_sub(1) {
-            None => Poll::Ready("Countdown complete!".to_string()),
-            Some(left) => {
-                self.remaining = left;
-                // Nothing else will ever wake us, and we can progress at once.
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
+        if self.polled == self.pending_polls {
+            return Poll::Ready("Countdown complete!".to_string());
         }
+        self.polled += 1;
+        // Nothing else will ever wake us, and we can progress at once.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
 /// A timer without a thread: every early poll asks to be polled again.
 pub struct TimerFuture {
-    deadline: Instant,
+    ready_at: Instant,
 }
 
 impl TimerFuture {
     /// Creates a timer that is ready `duration` from now.
     pub fn new(duration: Duration) -> Self {
-        Self {
-            deadline: Instant::now() + duration,
-        }
+        let ready_at = Instant::now() + duration;
+        TimerFuture { ready_at }
     }
 }
 
@@ -53,12 +54,12 @@ impl Future for TimerFuture {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
-            Poll::Ready(())
-        } else {
-            cx.waker().wake_by_ref();
-            Poll::Pending
+        let left = self.ready_at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Poll::Ready(());
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -132,20 +133,19 @@ impl<T> Future for ManualFuture<T> {
 }
 
 /// Applies a function to the output of an inner future, like `FutureExt::map`.
+///
+/// Both parts are boxed, which makes the whole future `Unpin` whatever `Fut` and `F` are.
 pub struct MapFuture<Fut, F> {
     inner: Pin<Box<Fut>>,
-    f: Option<F>,
+    mapper: Option<Box<F>>,
 }
-
-// The function is never pinned (only moved out), and the inner future is pinned by its box.
-impl<Fut, F> Unpin for MapFuture<Fut, F> {}
 
 impl<Fut, F> MapFuture<Fut, F> {
     /// Wraps `future` so that its output is passed through `f`.
     pub fn new(future: Fut, f: F) -> Self {
-        Self {
+        MapFuture {
             inner: Box::pin(future),
-            f: Some(f),
+            mapper: Some(Box::new(f)),
         }
     }
 }
@@ -157,14 +157,12 @@ where
 {
     type Output = T;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let this = self.get_mut();
-        let output = ready!(this.inner.as_mut().poll(cx));
-        let f = this
-            .f
-            .take()
-            .expect("MapFuture polled after it returned Ready");
-        Poll::Ready(f(output))
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let output = ready!(self.inner.as_mut().poll(cx));
+        match self.mapper.take() {
+            Some(mapper) => Poll::Ready(mapper(output)),
+            None => panic!("MapFuture polled after it returned Ready"),
+        }
     }
 }
 

@@ -200,14 +200,15 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        // The last waker is gone before the future finished: the task is abandoned.
-        let future = self
-            .future
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if future.is_some() {
+        // A future still in place here means the task was abandoned: its last waker went
+        // away before it finished.
+        let slot = match self.future.get_mut() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(abandoned) = slot.take() {
             self.shared.release(self.id);
+            drop(abandoned);
         }
     }
 }

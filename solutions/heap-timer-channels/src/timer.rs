@@ -196,18 +196,17 @@ impl Drop for TimerFuture {
 
 /// Races several [`TimerFuture`]s and returns the index of the first to fire.
 pub struct FirstTimer {
-    timers: Vec<TimerFuture>,
+    /// `None` once a winner was returned: the losers (and their wakers) are gone by then.
+    racing: Option<Vec<TimerFuture>>,
 }
 
 impl FirstTimer {
     /// Starts one timer per duration. Panics if `durations` is empty.
     pub fn new(durations: &[Duration]) -> Self {
-        assert!(
-            !durations.is_empty(),
-            "FirstTimer needs at least one duration"
-        );
-        Self {
-            timers: durations.iter().copied().map(TimerFuture::new).collect(),
+        let racing: Vec<_> = durations.iter().map(|&d| TimerFuture::new(d)).collect();
+        assert!(!racing.is_empty(), "FirstTimer::new: nothing to race");
+        FirstTimer {
+            racing: Some(racing),
         }
     }
 }
@@ -216,20 +215,24 @@ impl Future for FirstTimer {
     type Output = usize;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
-        // In index order: the lowest fired index wins, and every timer before it now holds
-        // this poll's waker (those after it are about to be dropped anyway).
-        let winner = self
-            .timers
-            .iter_mut()
-            .position(|timer| Pin::new(timer).poll(cx).is_ready());
-        match winner {
-            Some(index) => {
-                // Releases the losers' wakers.
-                self.timers.clear();
-                Poll::Ready(index)
+        let racing = self
+            .racing
+            .as_mut()
+            .expect("FirstTimer polled after it returned Ready");
+        // In index order, so the lowest fired index wins; every timer before the winner (all
+        // of them, if none fired) now holds this poll's waker.
+        let mut winner = None;
+        for (index, timer) in racing.iter_mut().enumerate() {
+            if Pin::new(timer).poll(cx).is_ready() {
+                winner = Some(index);
+                break;
             }
-            None => Poll::Pending,
         }
+        let Some(index) = winner else {
+            return Poll::Pending;
+        };
+        self.racing = None;
+        Poll::Ready(index)
     }
 }
 
