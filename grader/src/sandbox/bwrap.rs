@@ -1,0 +1,299 @@
+//! The command line of a sandboxed run: a bash wrapper (cgroups, rlimits, fd hygiene) that execs
+//! `setpriv` (drop to the sandbox uid), which execs bubblewrap, which execs the program; and the
+//! `--json-status-fd` channel through which bwrap tells us the program's exit code.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use nix::unistd::mkfifo;
+use serde::Serialize;
+
+use super::toolchain::TOOLCHAIN_MOUNT;
+use super::{Limits, SandboxCommand, SANDBOX_GID, SANDBOX_UID};
+
+/// Runs as root before anything of the run exists: joins the run's cgroups (so that the program
+/// cannot fork outside them), sets rlimits, makes the OOM killer prefer the sandbox, closes every
+/// inherited fd above 2 (Rust opens its own fds close-on-exec, but fds inherited from whoever
+/// started the grader are not), opens bwrap's status fd 3, then execs the rest.
+///
+/// `$0` is a label; then: status fifo, `cgroup.procs` files, `--`, `ulimit` option/value pairs,
+/// `--`, the command. Exits 125 if any step fails (bwrap then never wrote an exit code).
+const WRAPPER: &str = r#"fifo=$1; shift
+while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift
+while [ "$1" != -- ]; do ulimit "$1" "$2" || exit 125; shift 2; done; shift
+echo 1000 > /proc/self/oom_score_adj || exit 125
+for fd in /proc/$$/fd/*; do
+  fd=${fd##*/}
+  if [ "$fd" -gt 2 ] && [ -e "/proc/$$/fd/$fd" ]; then exec {fd}>&-; fi
+done
+exec 3>"$fifo" || exit 125
+exec "$@""#;
+
+/// `PATH` inside the sandbox: the toolchain first, never a rustup proxy.
+const SANDBOX_PATH: &str = "/opt/rust/bin:/usr/bin:/bin";
+
+/// Host paths bound read-only when present: what the dynamic linker and `cc` alternatives need.
+const ETC_FILES: [&str; 4] = [
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+];
+
+/// Top-level folders that are symlinks into `/usr` on merged-usr systems, real folders otherwise.
+const USR_LINKS: [&str; 6] = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+
+/// Who bubblewrap runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Identity {
+    /// bwrap runs as the sandbox uid/gid (65534, via `setpriv`) in its own user namespace: on the
+    /// host the sandboxed processes are uid 65534 with no capabilities.
+    Unprivileged,
+    /// Unprivileged user namespaces do not work: bwrap runs as root with `--unshare-user --uid
+    /// 65534 --gid 65534 --cap-drop ALL`; inside it is uid 65534 without capabilities, but on the
+    /// host the processes are still uid 0.
+    RootMapped,
+    /// We are not root: bwrap runs as the invoking user.
+    Invoker,
+}
+
+/// Programs and host layout, fixed for a [`super::Sandbox`].
+#[derive(Debug, Clone)]
+pub(super) struct Setup {
+    pub(super) bash: PathBuf,
+    pub(super) setpriv: Option<PathBuf>,
+    pub(super) bwrap: PathBuf,
+    pub(super) identity: Identity,
+    /// bwrap options making the read-only system view.
+    system: Vec<OsString>,
+    toolchain: PathBuf,
+}
+
+impl Setup {
+    pub(super) fn new(
+        bash: PathBuf,
+        setpriv: Option<PathBuf>,
+        bwrap: PathBuf,
+        identity: Identity,
+        toolchain: PathBuf,
+    ) -> Setup {
+        Setup {
+            bash,
+            setpriv,
+            bwrap,
+            identity,
+            system: system_view(),
+            toolchain,
+        }
+    }
+
+    /// The full command for one run (stdio not yet configured).
+    pub(super) fn command(
+        &self,
+        cmd: &SandboxCommand,
+        limits: &Limits,
+        rlimits: &[(&str, u64)],
+        cgroup_procs: &[PathBuf],
+        status_fifo: &Path,
+    ) -> Command {
+        let mut command = Command::new(&self.bash);
+        command
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .current_dir("/")
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg("sandbox-wrapper")
+            .arg(status_fifo)
+            .args(cgroup_procs)
+            .arg("--");
+        for (option, value) in rlimits {
+            command.arg(option).arg(value.to_string());
+        }
+        command.arg("--");
+        if let (Identity::Unprivileged, Some(setpriv)) = (self.identity, &self.setpriv) {
+            command.arg(setpriv).args([
+                format!("--reuid={SANDBOX_UID}"),
+                format!("--regid={SANDBOX_GID}"),
+                "--clear-groups".to_owned(),
+                "--no-new-privs".to_owned(),
+                "--".to_owned(),
+            ]);
+        }
+        command.arg(&self.bwrap).args(self.bwrap_args(cmd, limits));
+        command
+    }
+
+    fn bwrap_args(&self, cmd: &SandboxCommand, limits: &Limits) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        push(
+            &mut args,
+            &["--unshare-all", "--unshare-user", "--disable-userns"],
+        );
+        if self.identity == Identity::RootMapped {
+            push(&mut args, &["--uid", &SANDBOX_UID.to_string()]);
+            push(&mut args, &["--gid", &SANDBOX_GID.to_string()]);
+        }
+        push(
+            &mut args,
+            &["--die-with-parent", "--new-session", "--cap-drop", "ALL"],
+        );
+        push(&mut args, &["--hostname", "sandbox", "--clearenv"]);
+        for (key, value) in environment(cmd) {
+            push(&mut args, &["--setenv", &key, &value]);
+        }
+        args.extend(self.system.iter().cloned());
+        args.extend(bind("--ro-bind", &self.toolchain, TOOLCHAIN_MOUNT));
+        push(&mut args, &["--proc", "/proc", "--dev", "/dev"]);
+        push(
+            &mut args,
+            &["--size", &limits.tmp_bytes.to_string(), "--tmpfs", "/tmp"],
+        );
+        // Parents before children, so that e.g. a read-only /work/vendor stays visible in /work.
+        let mut mounts: Vec<(&str, &Path, &str)> = cmd
+            .rw_mounts
+            .iter()
+            .map(|(host, inside)| ("--bind", host.as_path(), inside.as_str()))
+            .chain(
+                cmd.ro_mounts
+                    .iter()
+                    .map(|(host, inside)| ("--ro-bind", host.as_path(), inside.as_str())),
+            )
+            .collect();
+        mounts.sort_by_key(|(_, _, inside)| Path::new(inside).components().count());
+        for (option, host, inside) in mounts {
+            args.extend(bind(option, host, inside));
+        }
+        push(
+            &mut args,
+            &[
+                "--chdir",
+                &cmd.cwd,
+                "--json-status-fd",
+                "3",
+                "--",
+                &cmd.program,
+            ],
+        );
+        args.extend(cmd.args.iter().map(OsString::from));
+        args
+    }
+}
+
+fn push(args: &mut Vec<OsString>, items: &[&str]) {
+    args.extend(items.iter().map(OsString::from));
+}
+
+fn bind(option: &str, host: &Path, inside: &str) -> [OsString; 3] {
+    [option.into(), host.into(), inside.into()]
+}
+
+/// The allowlisted environment, overridden and extended by the command's own variables.
+fn environment(cmd: &SandboxCommand) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("PATH", SANDBOX_PATH),
+        ("HOME", "/tmp"),
+        ("TMPDIR", "/tmp"),
+        ("CARGO_HOME", "/tmp/cargo-home"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    for (key, value) in &cmd.env {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
+    env
+}
+
+/// Read-only `/usr`, the `/bin`-style links (or folders) and the few `/etc` files needed.
+fn system_view() -> Vec<OsString> {
+    let mut args: Vec<OsString> = bind("--ro-bind", Path::new("/usr"), "/usr").into();
+    for path in USR_LINKS {
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                if let Ok(target) = fs::read_link(path) {
+                    args.extend(["--symlink".into(), target.into(), path.into()]);
+                }
+            }
+            Ok(meta) if meta.is_dir() => args.extend(bind("--ro-bind", Path::new(path), path)),
+            _ => {}
+        }
+    }
+    for path in ETC_FILES {
+        if Path::new(path).exists() {
+            args.extend(bind("--ro-bind", Path::new(path), path));
+        }
+    }
+    args
+}
+
+/// The fifo given to bwrap as `--json-status-fd`: bwrap writes `{"child-pid": N, ...}` once the
+/// sandbox's pid 1 exists, and `{"exit-code": N}` only if the program was started (setup
+/// finished), with the shell encoding (128 + signal for a signal death).
+pub(super) struct StatusFifo {
+    path: PathBuf,
+    reader: File,
+    text: String,
+}
+
+impl StatusFifo {
+    /// Creates the fifo at `path` and opens its reading end (non-blocking, so that it never waits
+    /// for a writer), before bwrap starts.
+    pub(super) fn create(path: PathBuf) -> io::Result<StatusFifo> {
+        mkfifo(&path, Mode::S_IRUSR | Mode::S_IWUSR)?;
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlag::O_NONBLOCK.bits())
+            .open(&path);
+        match reader {
+            Ok(reader) => Ok(StatusFifo {
+                path,
+                reader,
+                text: String::new(),
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sandbox's pid 1 as seen on the host, once bwrap reported it.
+    pub(super) fn child_pid(&mut self) -> Option<i32> {
+        self.field("child-pid")
+    }
+
+    /// The program's exit code (shell encoding), if bwrap reported one.
+    pub(super) fn exit_code(&mut self) -> Option<i32> {
+        self.field("exit-code")
+    }
+
+    fn field(&mut self, key: &str) -> Option<i32> {
+        let mut chunk = Vec::new();
+        // WouldBlock (writer open, nothing new) and EOF (no writer) both end the read.
+        let _ = self.reader.read_to_end(&mut chunk);
+        self.text.push_str(&String::from_utf8_lossy(&chunk));
+        self.text.lines().find_map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).ok()?;
+            i32::try_from(value.get(key)?.as_i64()?).ok()
+        })
+    }
+}
+
+impl Drop for StatusFifo {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}

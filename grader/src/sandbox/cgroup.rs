@@ -1,0 +1,542 @@
+//! Control groups for sandbox runs: discovery of usable hierarchies (v2 and/or v1), one cgroup per
+//! run in each of them, limits, accounting, killing everything inside, removal.
+//!
+//! Each hierarchy gets a base folder `runtime-grader` below the grader's own cgroup there (its
+//! delegated subtree), and each run a folder `<pid>-<sandbox>-<run>` below it. The base folders
+//! stay (they are shared with concurrent sandboxes); run folders are removed after every run.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+/// Name of the per-hierarchy folder holding all run cgroups.
+const BASE_NAME: &str = "runtime-grader";
+
+/// How long [`RunCgroup::kill_all`] waits for the cgroup to empty before giving up.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which cgroup hierarchies a [`super::Sandbox`] may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CgroupMode {
+    /// cgroup v2 where a writable subtree has the controller, v1 for the rest, rlimits last.
+    #[default]
+    Auto,
+    /// Only cgroup v1 hierarchies (freezer-based killing), rlimits for the rest.
+    V1Only,
+    /// No cgroups at all: rlimits and the pid namespace only.
+    Disabled,
+}
+
+/// A mechanism enforcing one limit or killing a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mechanism {
+    /// A cgroup v2 controller (`memory.max`, `pids.max`, `cpu.stat`, `cgroup.kill`).
+    CgroupV2,
+    /// A cgroup v1 controller (`memory`, `pids`, `cpuacct`, `freezer`).
+    CgroupV1,
+    /// A per-process resource limit (`RLIMIT_AS`, `RLIMIT_NPROC` (per uid), `RLIMIT_CPU`).
+    Rlimit,
+    /// Killing the sandbox's pid 1, which makes the kernel kill its whole pid namespace.
+    PidNamespace,
+}
+
+impl Mechanism {
+    fn name(self) -> &'static str {
+        match self {
+            Mechanism::CgroupV2 => "cgroup-v2",
+            Mechanism::CgroupV1 => "cgroup-v1",
+            Mechanism::Rlimit => "rlimit",
+            Mechanism::PidNamespace => "pid-namespace",
+        }
+    }
+}
+
+/// Cgroup version of one controller in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    V1,
+    V2,
+}
+
+impl Flavour {
+    fn mechanism(self) -> Mechanism {
+        match self {
+            Flavour::V1 => Mechanism::CgroupV1,
+            Flavour::V2 => Mechanism::CgroupV2,
+        }
+    }
+}
+
+/// One role (memory, pids, cpu, kill) filled by the hierarchy at `base` index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Role {
+    base: usize,
+    flavour: Flavour,
+}
+
+/// Which limits hold and how, for one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Enforcement {
+    /// Memory limit: cgroup (memory + swap where accounted), else `RLIMIT_AS` (virtual memory).
+    pub memory: Mechanism,
+    /// Task (process + thread) limit: cgroup pids, else `RLIMIT_NPROC` (counts every process of the
+    /// sandbox uid, including concurrent runs').
+    pub tasks: Mechanism,
+    /// CPU time: cgroup accounting watched by the supervisor (with `RLIMIT_CPU` as a per-process
+    /// backstop), else `RLIMIT_CPU` alone (per process) and no CPU accounting.
+    pub cpu: Mechanism,
+    /// How every process of a run is killed: `cgroup.kill` (v2), freeze + SIGKILL loop (v1), else
+    /// killing the sandbox's pid 1 (the kernel then kills its pid namespace).
+    pub kill: Mechanism,
+}
+
+impl std::fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "memory={} tasks={} cpu={} kill={}",
+            self.memory.name(),
+            self.tasks.name(),
+            self.cpu.name(),
+            self.kill.name()
+        )
+    }
+}
+
+/// The usable hierarchies, found once per [`super::Sandbox`].
+#[derive(Debug, Clone, Default)]
+pub(super) struct Hierarchies {
+    /// Base folders, one per hierarchy in use.
+    bases: Vec<PathBuf>,
+    memory: Option<Role>,
+    pids: Option<Role>,
+    cpu: Option<Role>,
+    kill: Option<Role>,
+}
+
+impl Hierarchies {
+    /// Finds the hierarchies usable under `mode`, creating their base folders.
+    pub(super) fn discover(mode: CgroupMode) -> Hierarchies {
+        let mut found = Hierarchies::default();
+        if mode == CgroupMode::Disabled {
+            return found;
+        }
+        let (Ok(mountinfo), Ok(own)) = (
+            fs::read_to_string("/proc/self/mountinfo"),
+            fs::read_to_string("/proc/self/cgroup"),
+        ) else {
+            return found;
+        };
+        let mounts = parse_mounts(&mountinfo);
+        if mode == CgroupMode::Auto {
+            found.add_v2(&mounts, &own);
+        }
+        found.add_v1(&mounts, &own);
+        found
+    }
+
+    fn add_v2(&mut self, mounts: &[CgroupMount], own: &str) {
+        let Some(mount) = mounts.iter().find(|m| m.v2) else {
+            return;
+        };
+        let Some(own_path) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
+            return;
+        };
+        let own_dir = mount.dir_of(own_path);
+        let base = own_dir.join(BASE_NAME);
+        if fs::create_dir_all(&base).is_err() || !base.join("cgroup.procs").exists() {
+            return;
+        }
+        // Controllers must be enabled in every ancestor's subtree_control; this fails (harmlessly)
+        // when our own cgroup holds processes and is not the root.
+        let available = fs::read_to_string(own_dir.join("cgroup.controllers")).unwrap_or_default();
+        for controller in ["memory", "pids", "cpu"] {
+            if available.split_whitespace().any(|c| c == controller) {
+                let enable = format!("+{controller}");
+                let _ = fs::write(own_dir.join("cgroup.subtree_control"), &enable);
+                let _ = fs::write(base.join("cgroup.subtree_control"), &enable);
+            }
+        }
+        let enabled = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
+        let has = |c: &str| enabled.split_whitespace().any(|e| e == c);
+        let role = Some(Role {
+            base: self.bases.len(),
+            flavour: Flavour::V2,
+        });
+        if has("memory") {
+            self.memory = role;
+        }
+        if has("pids") {
+            self.pids = role;
+        }
+        // cpu.stat (usage_usec) exists in every v2 cgroup, with or without the cpu controller.
+        if base.join("cpu.stat").exists() {
+            self.cpu = role;
+        }
+        if base.join("cgroup.kill").exists() {
+            self.kill = role;
+        }
+        self.bases.push(base);
+    }
+
+    fn add_v1(&mut self, mounts: &[CgroupMount], own: &str) {
+        type Slot = fn(&mut Hierarchies) -> &mut Option<Role>;
+        let wanted: [(&str, &str, Slot); 4] = [
+            ("memory", "memory.limit_in_bytes", |h| &mut h.memory),
+            ("pids", "pids.max", |h| &mut h.pids),
+            ("cpuacct", "cpuacct.usage", |h| &mut h.cpu),
+            ("freezer", "freezer.state", |h| &mut h.kill),
+        ];
+        for (controller, file, slot) in wanted {
+            if slot(self).is_some() {
+                continue;
+            }
+            let Some(mount) = mounts
+                .iter()
+                .find(|m| !m.v2 && m.controllers.iter().any(|c| c == controller))
+            else {
+                continue;
+            };
+            let Some(own_path) = own.lines().find_map(|line| {
+                let mut fields = line.splitn(3, ':');
+                let (_, names, path) = (fields.next()?, fields.next()?, fields.next()?);
+                names.split(',').any(|n| n == controller).then_some(path)
+            }) else {
+                continue;
+            };
+            let base = mount.dir_of(own_path).join(BASE_NAME);
+            if fs::create_dir_all(&base).is_err() || !base.join(file).exists() {
+                continue;
+            }
+            let index = match self.bases.iter().position(|b| *b == base) {
+                Some(index) => index,
+                None => {
+                    self.bases.push(base);
+                    self.bases.len() - 1
+                }
+            };
+            *slot(self) = Some(Role {
+                base: index,
+                flavour: Flavour::V1,
+            });
+        }
+    }
+
+    /// Whether any cgroup v1 hierarchy is in use.
+    pub(super) fn uses_v1(&self) -> bool {
+        self.roles().any(|r| r.flavour == Flavour::V1)
+    }
+
+    /// Whether any cgroup v2 subtree is in use.
+    pub(super) fn uses_v2(&self) -> bool {
+        self.roles().any(|r| r.flavour == Flavour::V2)
+    }
+
+    fn roles(&self) -> impl Iterator<Item = Role> + '_ {
+        [self.memory, self.pids, self.cpu, self.kill]
+            .into_iter()
+            .flatten()
+    }
+
+    /// What runs get from these hierarchies.
+    pub(super) fn enforcement(&self) -> Enforcement {
+        let or = |role: Option<Role>, fallback| role.map_or(fallback, |r| r.flavour.mechanism());
+        Enforcement {
+            memory: or(self.memory, Mechanism::Rlimit),
+            tasks: or(self.pids, Mechanism::Rlimit),
+            cpu: or(self.cpu, Mechanism::Rlimit),
+            kill: or(self.kill, Mechanism::PidNamespace),
+        }
+    }
+
+    /// Existing run cgroups whose name starts with `prefix`.
+    pub(super) fn existing(&self, prefix: &str) -> Vec<PathBuf> {
+        self.bases
+            .iter()
+            .filter_map(|base| fs::read_dir(base).ok())
+            .flat_map(|entries| entries.flatten())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .map(|e| e.path())
+            .collect()
+    }
+}
+
+/// A cgroup mount from `/proc/self/mountinfo`.
+#[derive(Debug)]
+struct CgroupMount {
+    /// Path of the mount's root inside the hierarchy.
+    root: String,
+    mount_point: PathBuf,
+    v2: bool,
+    controllers: Vec<String>,
+}
+
+impl CgroupMount {
+    /// The folder of the cgroup at `path` (as `/proc/self/cgroup` names it).
+    fn dir_of(&self, path: &str) -> PathBuf {
+        let relative = path.strip_prefix(self.root.as_str()).unwrap_or(path);
+        self.mount_point.join(relative.trim_start_matches('/'))
+    }
+}
+
+fn parse_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let fields: Vec<&str> = before.split(' ').collect();
+            let mut after = after.split(' ');
+            let fs_type = after.next()?;
+            let options = after.nth(1)?;
+            let (root, mount_point) = (fields.get(3)?, fields.get(4)?);
+            let v2 = match fs_type {
+                "cgroup2" => true,
+                "cgroup" => false,
+                _ => return None,
+            };
+            Some(CgroupMount {
+                root: (*root).to_owned(),
+                mount_point: PathBuf::from(mount_point),
+                v2,
+                controllers: options.split(',').map(str::to_owned).collect(),
+            })
+        })
+        .collect()
+}
+
+/// The cgroups of one run, one per hierarchy in use; removed on drop.
+#[derive(Debug)]
+pub(super) struct RunCgroup {
+    dirs: Vec<PathBuf>,
+    plan: Hierarchies,
+}
+
+impl RunCgroup {
+    /// Creates the run's cgroups named `name` and applies the limits.
+    pub(super) fn create(
+        hierarchies: &Hierarchies,
+        name: &str,
+        memory_bytes: u64,
+        tasks: u64,
+    ) -> io::Result<RunCgroup> {
+        let mut cgroup = RunCgroup {
+            dirs: Vec::new(),
+            plan: hierarchies.clone(),
+        };
+        for base in &hierarchies.bases {
+            let dir = base.join(name);
+            fs::create_dir(&dir)?;
+            cgroup.dirs.push(dir);
+        }
+        if let Some(dir) = cgroup.dir(cgroup.plan.memory) {
+            let limit = memory_bytes.to_string();
+            match cgroup.plan.memory.map(|r| r.flavour) {
+                Some(Flavour::V1) => {
+                    // memsw (memory + swap) must stay >= the memory limit, so it goes second.
+                    fs::write(dir.join("memory.limit_in_bytes"), &limit)?;
+                    write_if_present(&dir.join("memory.memsw.limit_in_bytes"), &limit)?;
+                }
+                _ => {
+                    fs::write(dir.join("memory.max"), &limit)?;
+                    write_if_present(&dir.join("memory.swap.max"), "0")?;
+                }
+            }
+        }
+        if let Some(dir) = cgroup.dir(cgroup.plan.pids) {
+            fs::write(dir.join("pids.max"), tasks.to_string())?;
+        }
+        Ok(cgroup)
+    }
+
+    fn dir(&self, role: Option<Role>) -> Option<&Path> {
+        role.and_then(|r| self.dirs.get(r.base))
+            .map(PathBuf::as_path)
+    }
+
+    /// The `cgroup.procs` files a process must join (every hierarchy in use).
+    pub(super) fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// CPU time used so far by everything in the run, if accounted.
+    pub(super) fn cpu_usage(&self) -> Option<Duration> {
+        let dir = self.dir(self.plan.cpu)?;
+        match self.plan.cpu?.flavour {
+            Flavour::V1 => read_u64(&dir.join("cpuacct.usage")).map(Duration::from_nanos),
+            Flavour::V2 => read_key(&dir.join("cpu.stat"), "usage_usec").map(Duration::from_micros),
+        }
+    }
+
+    /// Highest memory use (including page cache) seen, if accounted.
+    pub(super) fn peak_memory(&self) -> Option<u64> {
+        let dir = self.dir(self.plan.memory)?;
+        match self.plan.memory?.flavour {
+            Flavour::V1 => read_u64(&dir.join("memory.max_usage_in_bytes")),
+            Flavour::V2 => read_u64(&dir.join("memory.peak")),
+        }
+    }
+
+    /// Whether the memory limit made the kernel kill a process of the run.
+    pub(super) fn memory_limit_hit(&self) -> bool {
+        let Some(dir) = self.dir(self.plan.memory) else {
+            return false;
+        };
+        let file = match self.plan.memory.map(|r| r.flavour) {
+            Some(Flavour::V1) => "memory.oom_control",
+            _ => "memory.events",
+        };
+        read_key(&dir.join(file), "oom_kill").is_some_and(|n| n > 0)
+    }
+
+    /// Whether a fork or thread creation failed because of the task limit.
+    pub(super) fn tasks_limit_hit(&self) -> bool {
+        self.dir(self.plan.pids)
+            .and_then(|dir| read_key(&dir.join("pids.events"), "max"))
+            .is_some_and(|n| n > 0)
+    }
+
+    /// Kills every process in the run and waits until the cgroups are empty.
+    pub(super) fn kill_all(&self) -> io::Result<()> {
+        let deadline = Instant::now() + KILL_TIMEOUT;
+        match (self.dir(self.plan.kill), self.plan.kill.map(|r| r.flavour)) {
+            (Some(dir), Some(Flavour::V2)) => {
+                if self.is_populated() {
+                    fs::write(dir.join("cgroup.kill"), "1")?;
+                }
+                self.wait_empty(deadline)
+            }
+            (Some(dir), Some(Flavour::V1)) => {
+                // Frozen tasks cannot fork, so one pass over cgroup.procs catches them all.
+                while self.is_populated() {
+                    fs::write(dir.join("freezer.state"), "FROZEN")?;
+                    let frozen_by = Instant::now() + Duration::from_secs(1);
+                    while read_string(&dir.join("freezer.state")).trim() != "FROZEN"
+                        && Instant::now() < frozen_by
+                    {
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                    kill_listed(&dir.join("cgroup.procs"));
+                    fs::write(dir.join("freezer.state"), "THAWED")?;
+                    if self
+                        .wait_empty(Instant::now() + Duration::from_millis(200))
+                        .is_ok()
+                    {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(io::Error::other("processes survive the freezer kill"));
+                    }
+                }
+                Ok(())
+            }
+            _ => {
+                while self.is_populated() && Instant::now() < deadline {
+                    for procs in self.procs_files() {
+                        kill_listed(&procs);
+                    }
+                    thread::sleep(Duration::from_millis(1));
+                }
+                self.wait_empty(deadline)
+            }
+        }
+    }
+
+    fn is_populated(&self) -> bool {
+        self.dirs
+            .iter()
+            .any(|d| !read_string(&d.join("cgroup.procs")).trim().is_empty())
+    }
+
+    fn wait_empty(&self, deadline: Instant) -> io::Result<()> {
+        let mut pause = Duration::from_micros(100);
+        while self.is_populated() {
+            if Instant::now() > deadline {
+                return Err(io::Error::other("processes still in the run's cgroup"));
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Kills what is left and removes the cgroups.
+    pub(super) fn remove(mut self) -> io::Result<()> {
+        self.remove_dirs()
+    }
+
+    fn remove_dirs(&mut self) -> io::Result<()> {
+        let killed = self.kill_all();
+        let mut result = killed;
+        for dir in self.dirs.drain(..).rev() {
+            let mut attempts = 0;
+            let removed = loop {
+                match fs::remove_dir(&dir) {
+                    Err(e) if e.raw_os_error() == Some(Errno::EBUSY as i32) && attempts < 100 => {
+                        attempts += 1;
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break Ok(()),
+                    other => break other,
+                }
+            };
+            if let Err(e) = removed {
+                result = result.and(Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot remove cgroup {}: {e}", dir.display()),
+                )));
+            }
+        }
+        result
+    }
+}
+
+impl Drop for RunCgroup {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove_dirs() {
+            tracing::error!(error = %e, "sandbox cgroup cleanup failed");
+        }
+    }
+}
+
+fn write_if_present(path: &Path, value: &str) -> io::Result<()> {
+    if path.exists() {
+        fs::write(path, value)?;
+    }
+    Ok(())
+}
+
+fn read_string(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    read_string(path).trim().parse().ok()
+}
+
+/// Reads the value of `key` from `key value` lines (cpu.stat, memory.events, pids.events,
+/// memory.oom_control).
+fn read_key(path: &Path, key: &str) -> Option<u64> {
+    read_string(path).lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+fn kill_listed(procs: &Path) {
+    for pid in read_string(procs)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+    {
+        // ESRCH: it exited meanwhile.
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}

@@ -1,0 +1,586 @@
+//! The sandbox against real hostile programs: every test runs commands in bubblewrap and asserts the
+//! safe outcome. Meant to run as root (CI does); skipped, with a message, only if bwrap is missing.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use grader::sandbox::{
+    CgroupMode, ExitStatusKind, Identity, JobDir, LimitKind, Limits, Mechanism, RunResult, Sandbox,
+    SandboxCommand, SandboxError, Toolchain,
+};
+
+const MIB: u64 = 1 << 20;
+
+fn toolchain() -> Toolchain {
+    static TOOLCHAIN: OnceLock<Toolchain> = OnceLock::new();
+    TOOLCHAIN
+        .get_or_init(|| {
+            let dest = std::env::temp_dir().join("runtime-grader-sandbox-test-toolchain");
+            Toolchain::prepare(&dest).expect("prepare the toolchain copy")
+        })
+        .clone()
+}
+
+fn bwrap_installed() -> bool {
+    ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+}
+
+/// A fresh sandbox per test, so that each test can check that its own cgroups are gone.
+fn sandbox_with(mode: CgroupMode) -> Option<Sandbox> {
+    if !bwrap_installed() {
+        eprintln!("SKIPPED: bubblewrap (bwrap) is not installed");
+        return None;
+    }
+    Some(Sandbox::with_cgroup_mode(toolchain(), mode).expect("sandbox setup"))
+}
+
+macro_rules! sandbox {
+    () => {
+        sandbox!(CgroupMode::Auto)
+    };
+    ($mode:expr) => {
+        match sandbox_with($mode) {
+            Some(sandbox) => sandbox,
+            None => return,
+        }
+    };
+}
+
+fn sh(script: &str) -> SandboxCommand {
+    SandboxCommand::new("/bin/sh", ["-c", script])
+}
+
+fn in_job(mut cmd: SandboxCommand, job: &JobDir) -> SandboxCommand {
+    cmd.rw_mounts
+        .push((job.path().to_owned(), "/work".to_owned()));
+    cmd.cwd = "/work".to_owned();
+    cmd
+}
+
+fn run(sandbox: &Sandbox, cmd: &SandboxCommand, limits: &Limits) -> RunResult {
+    let result = sandbox.run(cmd, limits).expect("sandbox run");
+    assert!(
+        sandbox.leftover_cgroups().is_empty(),
+        "cgroups left after a run: {:?}",
+        sandbox.leftover_cgroups()
+    );
+    result
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn job_dir(size: u64) -> JobDir {
+    JobDir::create(&std::env::temp_dir(), size).expect("job dir")
+}
+
+/// Compiles `source` with the toolchain's rustc inside the sandbox; returns the binary's inside path.
+fn compile(sandbox: &Sandbox, job: &JobDir, name: &str, source: &str) -> String {
+    fs::write(job.path().join(format!("{name}.rs")), source).unwrap();
+    let cmd = in_job(
+        SandboxCommand::new(
+            sandbox.toolchain().rustc(),
+            ["--edition", "2021", "-o", name, &format!("{name}.rs")],
+        ),
+        job,
+    );
+    let result = run(sandbox, &cmd, &Limits::build());
+    assert!(
+        result.status.success(),
+        "rustc failed: {}",
+        text(&result.stderr)
+    );
+    format!("/work/{name}")
+}
+
+fn unique_token() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{}{nanos:09}", std::process::id())
+}
+
+/// Host processes whose command line contains `needle`.
+fn host_processes_with(needle: &str) -> Vec<String> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .map(|cmdline| text(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(needle))
+        .collect()
+}
+
+#[test]
+fn runs_as_uid_65534_without_capabilities() {
+    let sandbox = sandbox!();
+    let capabilities = sandbox.probe();
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        assert_eq!(capabilities.identity, Identity::Unprivileged);
+        assert!(capabilities.unprivileged_uid);
+    }
+    let job = job_dir(16 * MIB);
+    let cmd = in_job(
+        sh("id -u; grep CapEff /proc/self/status; touch /work/mine; cat /proc/self/uid_map"),
+        &job,
+    );
+    let result = run(&sandbox, &cmd, &Limits::test());
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    let out = text(&result.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "65534", "{out}");
+    assert_eq!(lines[1].split_whitespace().nth(1), Some("0000000000000000"));
+    // uid_map's outside column is relative to bwrap's intermediate namespace (0 there); the file
+    // the sandbox created shows the uid it really has on the host.
+    if root {
+        let owner = fs::metadata(job.path().join("mine")).unwrap().uid();
+        assert_eq!(
+            owner, 65534,
+            "host uid of the sandboxed process; uid_map: {}",
+            lines[2]
+        );
+    }
+}
+
+#[test]
+fn host_secrets_and_other_jobs_are_invisible() {
+    let sandbox = sandbox!();
+    let (job, other) = (job_dir(16 * MIB), job_dir(16 * MIB));
+    fs::write(other.path().join("secret"), "other job").unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let paths = [
+        "/etc/shadow".into(),
+        "/etc/passwd".into(),
+        "/root".into(),
+        "/home".into(),
+        "/var".into(),
+        repo.display().to_string(),
+        other.path().display().to_string(),
+        other.path().join("secret").display().to_string(),
+    ];
+    let script =
+        r#"for p in "$@"; do if [ -e "$p" ]; then echo "visible: $p"; fi; done; cat /etc/shadow"#;
+    let mut cmd = in_job(sh(script), &job);
+    cmd.args.push("check".into());
+    cmd.args.extend(paths);
+    let result = run(&sandbox, &cmd, &Limits::test());
+    assert_eq!(text(&result.stdout), "", "stderr: {}", text(&result.stderr));
+    assert!(!result.status.success(), "reading /etc/shadow must fail");
+    assert!(text(&result.stderr).contains("No such file"));
+}
+
+#[test]
+fn network_is_loopback_only() {
+    let sandbox = sandbox!();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!("cat /proc/net/dev; echo hello > /dev/tcp/127.0.0.1/{port}");
+    let result = run(
+        &sandbox,
+        &SandboxCommand::new("/bin/bash", ["-c", &script]),
+        &Limits::test(),
+    );
+    assert!(!result.status.success(), "connecting must fail");
+    let interfaces: Vec<String> = text(&result.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim().to_owned()))
+        .collect();
+    assert_eq!(interfaces, ["lo"]);
+    listener.set_nonblocking(true).unwrap();
+    let accepted = listener.accept();
+    assert_eq!(
+        accepted.map(|_| ()).unwrap_err().kind(),
+        ErrorKind::WouldBlock,
+        "the listener received a connection"
+    );
+}
+
+#[test]
+fn only_standard_fds_are_open() {
+    let sandbox = sandbox!();
+    // dup(2) makes an fd without close-on-exec, like those a grader may inherit from its parent.
+    let leaked = nix::unistd::dup(std::io::stderr()).unwrap();
+    for stdin in [None, Some(b"input".to_vec())] {
+        let mut cmd = sh("ls /proc/$$/fd");
+        cmd.stdin = stdin;
+        let result = run(&sandbox, &cmd, &Limits::test());
+        assert_eq!(
+            text(&result.stdout),
+            "0\n1\n2\n",
+            "{}",
+            text(&result.stderr)
+        );
+    }
+    drop(leaked);
+}
+
+#[test]
+fn environment_is_the_allowlist() {
+    let sandbox = sandbox!();
+    let mut cmd = SandboxCommand::new("/usr/bin/env", Vec::<String>::new());
+    cmd.env.push(("EXTRA".into(), "yes".into()));
+    cmd.env.push(("HOME".into(), "/work".into()));
+    let result = run(&sandbox, &cmd, &Limits::test());
+    let mut vars: Vec<String> = text(&result.stdout).lines().map(str::to_owned).collect();
+    vars.sort();
+    assert_eq!(
+        vars,
+        [
+            "CARGO_HOME=/tmp/cargo-home",
+            "EXTRA=yes",
+            "HOME=/work",
+            "PATH=/opt/rust/bin:/usr/bin:/bin",
+            "PWD=/tmp", // set by bwrap's --chdir
+            "TMPDIR=/tmp",
+        ]
+    );
+}
+
+#[test]
+fn fork_bomb_hits_the_task_limit() {
+    let sandbox = sandbox!();
+    let limits = Limits {
+        tasks: 64,
+        ..Limits::test()
+    };
+    let result = run(&sandbox, &sh("while :; do sleep 1000 & done"), &limits);
+    assert_eq!(result.limit_hit, Some(LimitKind::Tasks), "{result:?}");
+    assert!(
+        result.wall < limits.wall,
+        "it returned on its own: {result:?}"
+    );
+}
+
+#[test]
+fn thread_bomb_hits_the_task_limit() {
+    let sandbox = sandbox!();
+    let job = job_dir(256 * MIB);
+    let program = compile(
+        &sandbox,
+        &job,
+        "threads",
+        r#"fn main() {
+            let mut count = 0;
+            while std::thread::Builder::new()
+                .spawn(|| std::thread::sleep(std::time::Duration::from_secs(1000)))
+                .is_ok()
+            {
+                count += 1;
+            }
+            println!("{count}");
+            std::process::exit(3);
+        }"#,
+    );
+    let limits = Limits {
+        tasks: 100,
+        ..Limits::test()
+    };
+    let result = run(
+        &sandbox,
+        &in_job(SandboxCommand::new(program, Vec::<String>::new()), &job),
+        &limits,
+    );
+    assert_eq!(result.limit_hit, Some(LimitKind::Tasks), "{result:?}");
+    assert_eq!(result.status, ExitStatusKind::Exited(3));
+    let threads: u64 = text(&result.stdout).trim().parse().unwrap();
+    assert!(threads < 100, "{threads} threads");
+}
+
+#[test]
+fn allocating_32_gib_hits_the_memory_limit() {
+    let sandbox = sandbox!();
+    let job = job_dir(256 * MIB);
+    let program = compile(
+        &sandbox,
+        &job,
+        "hog",
+        r#"fn main() {
+            // 64 MiB at a time, every page touched, up to 32 GiB.
+            let mut chunks = Vec::new();
+            for _ in 0..512 {
+                chunks.push(vec![1u8; 64 << 20]);
+            }
+            println!("allocated {}", chunks.len());
+        }"#,
+    );
+    let result = run(
+        &sandbox,
+        &in_job(SandboxCommand::new(program, Vec::<String>::new()), &job),
+        &Limits::test(),
+    );
+    assert_eq!(result.limit_hit, Some(LimitKind::Memory), "{result:?}");
+    assert_eq!(result.status, ExitStatusKind::Signaled(9));
+    assert_eq!(text(&result.stdout), "");
+    if let Some(peak) = result.peak_memory_bytes {
+        assert!(peak <= Limits::test().memory_bytes, "peak {peak}");
+    }
+}
+
+#[test]
+fn toolchain_cargo_works_inside() {
+    let sandbox = sandbox!();
+    let cmd = SandboxCommand::new(sandbox.toolchain().cargo(), ["--version"]);
+    let result = run(&sandbox, &cmd, &Limits::test());
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    assert!(text(&result.stdout).starts_with("cargo "));
+    // The proxy in ~/.cargo/bin is not reachable, so `rust-toolchain.toml` has no effect.
+    let result = run(
+        &sandbox,
+        &sh("command -v rustup || echo none"),
+        &Limits::test(),
+    );
+    assert_eq!(text(&result.stdout), "none\n");
+}
+
+#[test]
+fn sleeping_hits_the_wall_limit_with_little_cpu() {
+    let sandbox = sandbox!();
+    let limits = Limits {
+        wall: Duration::from_secs(2),
+        ..Limits::test()
+    };
+    let result = run(&sandbox, &SandboxCommand::new("sleep", ["100"]), &limits);
+    assert_eq!(result.limit_hit, Some(LimitKind::Wall));
+    assert_eq!(result.status, ExitStatusKind::Signaled(9));
+    assert!(
+        result.wall >= limits.wall && result.wall < Duration::from_secs(4),
+        "{result:?}"
+    );
+    assert!(result.cpu < Duration::from_millis(300), "{result:?}");
+}
+
+#[test]
+fn busy_loop_burns_cpu_until_killed() {
+    let sandbox = sandbox!();
+    let limits = Limits {
+        wall: Duration::from_secs(2),
+        ..Limits::test()
+    };
+    let result = run(&sandbox, &sh("while :; do :; done"), &limits);
+    assert!(
+        matches!(result.limit_hit, Some(LimitKind::Wall | LimitKind::Cpu)),
+        "{result:?}"
+    );
+    assert!(result.wall < Duration::from_secs(4), "{result:?}");
+    // On an idle machine CPU ≈ wall; the bound leaves room for a heavily shared one.
+    assert!(result.cpu >= result.wall / 4, "{result:?}");
+}
+
+#[test]
+fn cpu_limit_kills_a_busy_loop() {
+    let sandbox = sandbox!();
+    let limits = Limits {
+        wall: Duration::from_secs(60),
+        cpu: Duration::from_secs(1),
+        ..Limits::test()
+    };
+    let result = run(&sandbox, &sh("while :; do :; done"), &limits);
+    assert_eq!(result.limit_hit, Some(LimitKind::Cpu), "{result:?}");
+    assert!(result.cpu >= limits.cpu, "{result:?}");
+    assert!(result.cpu < Duration::from_millis(1500), "{result:?}");
+}
+
+#[test]
+fn huge_output_is_capped_without_blocking() {
+    let sandbox = sandbox!();
+    let limits = Limits {
+        wall: Duration::from_secs(60),
+        ..Limits::test()
+    };
+    let result = run(
+        &sandbox,
+        &sh("head -c 2000000000 /dev/zero; echo done >&2"),
+        &limits,
+    );
+    assert_eq!(result.status, ExitStatusKind::Exited(0), "{result:?}");
+    assert_eq!(result.limit_hit, None);
+    assert_eq!(result.stdout.len(), 64 * 1024);
+    assert!(result.stdout_truncated);
+    assert_eq!(text(&result.stderr), "done\n");
+    assert!(!result.stderr_truncated);
+}
+
+#[test]
+fn filling_tmp_hits_its_size() {
+    let sandbox = sandbox!();
+    let limits = Limits {
+        tmp_bytes: 8 * MIB,
+        ..Limits::test()
+    };
+    let result = run(
+        &sandbox,
+        &sh("dd if=/dev/zero of=/tmp/fill bs=1M count=64"),
+        &limits,
+    );
+    assert!(!result.status.success());
+    assert!(
+        text(&result.stderr).contains("No space left on device"),
+        "{}",
+        text(&result.stderr)
+    );
+}
+
+#[test]
+fn filling_the_job_dir_hits_its_cap() {
+    let sandbox = sandbox!();
+    let job = job_dir(8 * MIB);
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: job dir size caps need root");
+        return;
+    }
+    assert!(job.is_size_capped());
+    let cmd = in_job(sh("dd if=/dev/zero of=/work/fill bs=1M count=64"), &job);
+    let result = run(&sandbox, &cmd, &Limits::test());
+    assert!(
+        text(&result.stderr).contains("No space left on device"),
+        "{}",
+        text(&result.stderr)
+    );
+    let size = fs::metadata(job.path().join("fill")).unwrap().len();
+    assert!(size <= 8 * MIB, "{size} bytes");
+    let path: PathBuf = job.path().to_owned();
+    drop(job);
+    assert!(!path.exists(), "job dir removed on drop");
+}
+
+/// Background processes die with the run, whatever kills them.
+fn assert_no_survivors(mode: CgroupMode) {
+    let sandbox = sandbox!(mode);
+    let token = unique_token();
+    let script = format!(
+        "sleep 1000.{token} & sleep 1000.{token} < /dev/null > /dev/null 2>&1 & echo started"
+    );
+    let result = run(&sandbox, &sh(&script), &Limits::test());
+    assert_eq!(result.status, ExitStatusKind::Exited(0), "{result:?}");
+    assert_eq!(text(&result.stdout), "started\n");
+    assert!(result.wall < Duration::from_secs(5), "{result:?}");
+    assert_eq!(host_processes_with(&token), Vec::<String>::new());
+}
+
+#[test]
+fn background_processes_are_gone_after_run() {
+    assert_no_survivors(CgroupMode::Auto);
+}
+
+#[test]
+fn background_processes_are_gone_with_v1_freezer() {
+    assert_no_survivors(CgroupMode::V1Only);
+}
+
+#[test]
+fn background_processes_are_gone_without_cgroups() {
+    assert_no_survivors(CgroupMode::Disabled);
+}
+
+#[test]
+fn v1_only_mode_enforces_limits() {
+    let sandbox = sandbox!(CgroupMode::V1Only);
+    let capabilities = sandbox.probe();
+    if !capabilities.cgroup_v1 {
+        eprintln!("SKIPPED: no cgroup v1 here");
+        return;
+    }
+    assert!(!capabilities.cgroup_v2);
+    let limits = Limits {
+        wall: Duration::from_secs(2),
+        ..Limits::test()
+    };
+    let result = run(&sandbox, &sh("sleep 1000 & while :; do :; done"), &limits);
+    assert_eq!(result.enforcement.kill, Mechanism::CgroupV1);
+    assert!(
+        matches!(result.limit_hit, Some(LimitKind::Wall | LimitKind::Cpu)),
+        "{result:?}"
+    );
+    assert!(result.cpu >= result.wall / 4, "{result:?}");
+}
+
+#[test]
+fn rlimits_only_mode_still_limits() {
+    let sandbox = sandbox!(CgroupMode::Disabled);
+    let capabilities = sandbox.probe();
+    assert!(capabilities.rlimits_only);
+    assert_eq!(capabilities.enforcement.memory, Mechanism::Rlimit);
+    assert_eq!(capabilities.enforcement.kill, Mechanism::PidNamespace);
+    let limits = Limits {
+        wall: Duration::from_secs(2),
+        ..Limits::test()
+    };
+    let cmd = SandboxCommand::new("/bin/bash", ["-c", "ulimit -v; ulimit -u; sleep 100"]);
+    let result = run(&sandbox, &cmd, &limits);
+    assert_eq!(result.limit_hit, Some(LimitKind::Wall));
+    assert_eq!(
+        text(&result.stdout),
+        format!("{}\n{}\n", limits.memory_bytes / 1024, limits.tasks)
+    );
+}
+
+#[test]
+fn exit_codes_and_signals_are_reported() {
+    let sandbox = sandbox!();
+    let cases = [
+        ("exit 3", ExitStatusKind::Exited(3)),
+        ("kill -SEGV $$", ExitStatusKind::Signaled(11)),
+        ("kill -KILL $$", ExitStatusKind::Signaled(9)),
+        ("true", ExitStatusKind::Exited(0)),
+    ];
+    for (script, expected) in cases {
+        let result = run(&sandbox, &sh(script), &Limits::test());
+        assert_eq!(result.status, expected, "{script}");
+        assert_eq!(result.limit_hit, None, "{script}");
+    }
+}
+
+#[test]
+fn stdin_is_fed_and_closed() {
+    let sandbox = sandbox!();
+    let mut cmd = SandboxCommand::new("cat", Vec::<String>::new());
+    cmd.stdin = Some(b"hello sandbox".to_vec());
+    let result = run(&sandbox, &cmd, &Limits::test());
+    assert_eq!(text(&result.stdout), "hello sandbox");
+}
+
+#[test]
+fn setup_failures_are_errors_not_results() {
+    let sandbox = sandbox!();
+    let mut cmd = sh("true");
+    cmd.cwd = "/does/not/exist".into();
+    assert!(matches!(
+        sandbox.run(&cmd, &Limits::test()),
+        Err(SandboxError::Setup { .. })
+    ));
+    let mut cmd = sh("true");
+    cmd.ro_mounts.push(("/does/not/exist".into(), "/x".into()));
+    assert!(matches!(
+        sandbox.run(&cmd, &Limits::test()),
+        Err(SandboxError::InvalidCommand(_))
+    ));
+    let mut cmd = sh("true");
+    cmd.rw_mounts
+        .push((std::env::temp_dir(), "/work/../etc".into()));
+    assert!(matches!(
+        sandbox.run(&cmd, &Limits::test()),
+        Err(SandboxError::InvalidCommand(_))
+    ));
+    assert!(sandbox.leftover_cgroups().is_empty());
+}
+
+#[test]
+fn toolchain_prepare_is_idempotent() {
+    let first = toolchain();
+    let again = Toolchain::prepare(first.host_dir()).unwrap();
+    assert_eq!(first, again);
+    assert!(first.version().contains("rustc"));
+    for part in ["bin/cargo", "bin/rustc", "lib"] {
+        assert!(first.host_dir().join(part).exists(), "{part}");
+    }
+}
