@@ -1,1 +1,466 @@
-//! Hidden tests: see tests/ and rubric.toml.
+//! Shared harness of the hidden tests (see `tests/` and `rubric.toml`): a watchdog that turns a
+//! hang into a clear failure, wakers that count their wakes and live clones (and can run a hook
+//! when cloned), a correct test-double future ([`Gate`]) and small probes for drops and logs.
+//!
+//! Every helper here is correct by construction, so that a failing hidden test always points at
+//! the student's crate. Each test runs alone in its own process.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use runtime::executor::Executor;
+
+/// How long a watchdog waits before it declares a hang: far longer than any test needs on a
+/// correct solution, even on a loaded machine.
+pub const HANG_SECS: u64 = 5;
+
+/// Runs `body` on its own thread and returns its result; a panic in `body` is re-raised here, and
+/// a body that has not finished after `secs` seconds fails the test as a hang (a deadlock or a lost
+/// wake) instead of blocking the test process until the grader kills it.
+pub fn with_watchdog<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (done, outcome) = mpsc::channel();
+    thread::spawn(move || {
+        let result = panic::catch_unwind(AssertUnwindSafe(body));
+        let _ = done.send(result);
+    });
+    match outcome.recv_timeout(Duration::from_secs(secs)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(payload)) => panic::resume_unwind(payload),
+        Err(RecvTimeoutError::Timeout) => panic!(
+            "hang: {what} did not finish within {secs} s (a deadlock, or a wake that was lost)"
+        ),
+        Err(RecvTimeoutError::Disconnected) => unreachable!("the watchdog's body always reports"),
+    }
+}
+
+/// Calls `executor.run()` under a [`HANG_SECS`] watchdog and hands the executor back, so that the
+/// test can look at it (or drop it) afterwards.
+pub fn run_with_watchdog(executor: Executor, what: &str) -> Executor {
+    with_watchdog(HANG_SECS, what, move || {
+        executor.run();
+        executor
+    })
+}
+
+/// Calls `executor.run_until_stalled()` under a [`HANG_SECS`] watchdog (it must never block) and
+/// returns the executor with the number of polls it reported.
+pub fn run_until_stalled_with_watchdog(executor: Executor, what: &str) -> (Executor, usize) {
+    with_watchdog(HANG_SECS, what, move || {
+        let polls = executor.run_until_stalled();
+        (executor, polls)
+    })
+}
+
+/// Polls a pinned future once with `waker`.
+pub fn poll_with<F: Future + ?Sized>(future: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(waker))
+}
+
+/// Wakes a fresh clone of `waker` by value: the path `waker.clone().wake()` takes through a waker's
+/// `clone` and `wake` (consuming) functions, which `wake_by_ref` skips.
+pub fn wake_a_clone(waker: &Waker) {
+    let clone = waker.clone();
+    clone.wake();
+}
+
+/// Runs `f` and returns the message of the panic it raised, or `None` if it returned normally.
+pub fn panic_message_of(f: impl FnOnce()) -> Option<String> {
+    let payload: Box<dyn Any + Send> = panic::catch_unwind(AssertUnwindSafe(f)).err()?;
+    Some(if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        String::from("<a panic payload that is not a string>")
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere in a test must not turn every later lock into a second panic.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits on `changed` until `done(&state)` holds or `timeout` has passed; returns whether it holds.
+fn wait_until<T>(
+    mutex: &Mutex<T>,
+    changed: &Condvar,
+    timeout: Duration,
+    done: impl Fn(&T) -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut state = lock(mutex);
+    while !done(&state) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        state = changed
+            .wait_timeout(state, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    true
+}
+
+/// What a probe waker has seen: how often it was woken and how many of its wakers exist.
+#[derive(Default)]
+struct WakerCounts {
+    wakes: usize,
+    live: usize,
+}
+
+type CloneHook = Box<dyn FnOnce() + Send>;
+
+struct ProbeInner {
+    counts: Mutex<WakerCounts>,
+    changed: Condvar,
+    /// Run (once) by the first clone of the waker, on the cloning thread.
+    clone_hook: Mutex<Option<CloneHook>>,
+}
+
+/// Observes the wakers made by [`probe_waker`] or [`hooked_waker`]: their wakes and how many of
+/// them are alive (a future that stores a waker holds a clone; dropping the future must drop it).
+#[derive(Clone)]
+pub struct WakeProbe {
+    inner: Arc<ProbeInner>,
+}
+
+impl WakeProbe {
+    /// How many times any of the wakers was woken (`wake` or `wake_by_ref`).
+    pub fn wakes(&self) -> usize {
+        lock(&self.inner.counts).wakes
+    }
+
+    /// How many of the wakers (the original and its clones) exist right now.
+    pub fn live_wakers(&self) -> usize {
+        lock(&self.inner.counts).live
+    }
+
+    /// Waits until the wakers have been woken at least `n` times in all; false on timeout.
+    pub fn wait_for_wakes(&self, n: usize, timeout: Duration) -> bool {
+        wait_until(&self.inner.counts, &self.inner.changed, timeout, |c| {
+            c.wakes >= n
+        })
+    }
+
+    /// Waits until at most `n` of the wakers exist; false on timeout.
+    pub fn wait_live_at_most(&self, n: usize, timeout: Duration) -> bool {
+        wait_until(&self.inner.counts, &self.inner.changed, timeout, |c| {
+            c.live <= n
+        })
+    }
+}
+
+/// A waker that counts its wakes and its live clones, and its [`WakeProbe`].
+pub fn probe_waker() -> (Waker, WakeProbe) {
+    make_probe_waker(None)
+}
+
+/// Like [`probe_waker`], but the first clone of the waker runs `on_first_clone` (on the cloning
+/// thread, before the clone is handed out). A future stores a waker by cloning it, so this opens
+/// a deterministic window between a future's "not ready yet" check and the store of its waker.
+pub fn hooked_waker(on_first_clone: impl FnOnce() + Send + 'static) -> (Waker, WakeProbe) {
+    make_probe_waker(Some(Box::new(on_first_clone)))
+}
+
+fn make_probe_waker(hook: Option<CloneHook>) -> (Waker, WakeProbe) {
+    let inner = Arc::new(ProbeInner {
+        counts: Mutex::new(WakerCounts { wakes: 0, live: 1 }),
+        changed: Condvar::new(),
+        clone_hook: Mutex::new(hook),
+    });
+    let raw = RawWaker::new(Arc::into_raw(Arc::clone(&inner)).cast(), &PROBE_VTABLE);
+    // SAFETY: `raw` owns one strong count of a live `ProbeInner`, and `PROBE_VTABLE` treats
+    // its data pointer exactly as such (see the functions below).
+    let waker = unsafe { Waker::from_raw(raw) };
+    (waker, WakeProbe { inner })
+}
+
+static PROBE_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(probe_clone, probe_wake, probe_wake_by_ref, probe_drop);
+
+/// # Safety
+/// `data` must come from `Arc::<ProbeInner>::into_raw` and own a strong count that is still live.
+unsafe fn probe_inner<'a>(data: *const ()) -> &'a ProbeInner {
+    &*data.cast::<ProbeInner>()
+}
+
+unsafe fn probe_clone(data: *const ()) -> RawWaker {
+    Arc::increment_strong_count(data.cast::<ProbeInner>());
+    let inner = probe_inner(data);
+    lock(&inner.counts).live += 1;
+    inner.changed.notify_all();
+    let hook = lock(&inner.clone_hook).take();
+    if let Some(hook) = hook {
+        hook();
+    }
+    RawWaker::new(data, &PROBE_VTABLE)
+}
+
+unsafe fn probe_wake(data: *const ()) {
+    probe_wake_by_ref(data);
+    probe_drop(data);
+}
+
+unsafe fn probe_wake_by_ref(data: *const ()) {
+    let inner = probe_inner(data);
+    lock(&inner.counts).wakes += 1;
+    inner.changed.notify_all();
+}
+
+unsafe fn probe_drop(data: *const ()) {
+    let inner = probe_inner(data);
+    lock(&inner.counts).live -= 1;
+    inner.changed.notify_all();
+    // Last, so that `inner` is alive while it is used above.
+    Arc::decrement_strong_count(data.cast::<ProbeInner>());
+}
+
+#[derive(Default)]
+struct GateState {
+    open: bool,
+    polls: usize,
+    waker: Option<Waker>,
+}
+
+#[derive(Default)]
+struct GateInner {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+/// A correct, observable one-shot event (the test's own `ManualFuture`): [`Gate::wait`] futures
+/// are pending until [`Gate::open`]; the gate keeps the waker of the latest pending poll, which
+/// the test can wake, take or drop, and counts the polls.
+#[derive(Clone, Default)]
+pub struct Gate {
+    inner: Arc<GateInner>,
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A future that is ready once the gate is open. It holds a reference to the gate, not the
+    /// other way round: only the waker it stores is kept by the gate.
+    pub fn wait(&self) -> GateWait {
+        GateWait { gate: self.clone() }
+    }
+
+    /// Opens the gate and wakes the stored waker (outside the lock, as a wake may poll).
+    pub fn open(&self) {
+        let waker = {
+            let mut state = lock(&self.inner.state);
+            state.open = true;
+            state.waker.take()
+        };
+        self.inner.changed.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Wakes the stored waker without opening the gate (a spurious wake); false if none is stored.
+    pub fn wake(&self) -> bool {
+        let waker = lock(&self.inner.state).waker.clone();
+        waker.map(Waker::wake).is_some()
+    }
+
+    /// Takes the stored waker out of the gate, if any.
+    pub fn take_waker(&self) -> Option<Waker> {
+        lock(&self.inner.state).waker.take()
+    }
+
+    /// How many times futures of this gate have been polled.
+    pub fn polls(&self) -> usize {
+        lock(&self.inner.state).polls
+    }
+
+    /// Waits until futures of this gate have been polled `n` times in all; false on timeout.
+    pub fn wait_for_polls(&self, n: usize, timeout: Duration) -> bool {
+        wait_until(&self.inner.state, &self.inner.changed, timeout, |s| {
+            s.polls >= n
+        })
+    }
+}
+
+/// The future of [`Gate::wait`].
+pub struct GateWait {
+    gate: Gate,
+}
+
+impl Future for GateWait {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = lock(&self.gate.inner.state);
+        state.polls += 1;
+        let ready = state.open;
+        if !ready {
+            state.waker = Some(cx.waker().clone());
+        }
+        drop(state);
+        self.gate.inner.changed.notify_all();
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// A flag shared between a test and the futures it spawns (e.g. "this future was dropped").
+#[derive(Clone, Default)]
+pub struct Flag(Arc<AtomicBool>);
+
+impl Flag {
+    /// An unset flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the flag.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// A guard that sets the flag when it is dropped: move it into a future to learn when the
+    /// future's destructor has run.
+    pub fn set_on_drop(&self) -> OnDrop<impl FnOnce() + Send + 'static> {
+        let flag = self.clone();
+        on_drop(move || flag.set())
+    }
+}
+
+/// A counter shared between a test and the futures it spawns.
+#[derive(Clone, Default)]
+pub struct Counter(Arc<AtomicUsize>);
+
+impl Counter {
+    /// A counter at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one and returns the new value.
+    pub fn bump(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The current value.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// An append-only log shared between a test and its futures, e.g. the order in which tasks were
+/// polled.
+#[derive(Clone)]
+pub struct Log<T>(Arc<Mutex<Vec<T>>>);
+
+impl<T: Clone> Log<T> {
+    /// An empty log.
+    pub fn new() -> Self {
+        Log(Arc::new(Mutex::new(Vec::new())))
+    }
+
+    /// Appends an entry.
+    pub fn push(&self, entry: T) {
+        lock(&self.0).push(entry);
+    }
+
+    /// The entries so far.
+    pub fn entries(&self) -> Vec<T> {
+        lock(&self.0).clone()
+    }
+}
+
+impl<T: Clone> Default for Log<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs a closure when dropped; see [`on_drop`].
+pub struct OnDrop<F: FnOnce()>(Option<F>);
+
+/// A guard that runs `f` when it is dropped (for futures whose destructor must do something).
+pub fn on_drop<F: FnOnce()>(f: F) -> OnDrop<F> {
+    OnDrop(Some(f))
+}
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// A future that wakes its own task and returns `Pending` on its first `pending_polls` polls, then
+/// returns `Ready(())`, adding every poll to `polls` (what `CountdownFuture` does, done right).
+pub fn self_waking(pending_polls: usize, polls: Counter) -> impl Future<Output = ()> + Send {
+    let mut own_polls = 0;
+    futures::future::poll_fn(move |cx| {
+        polls.bump();
+        own_polls += 1;
+        if own_polls > pending_polls {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+}
+
+/// Compile-time checks of the bounds the spec promises; a missing bound fails the whole build.
+const _: fn() = || {
+    use runtime::custom_future::{CountdownFuture, ManualFuture, ManualHandle, MapFuture};
+    use runtime::executor::{Metrics, Priority, SpawnError, Spawner};
+    use runtime::{custom_future, timer};
+
+    fn send_static<T: Send + 'static>() {}
+    fn unpin<T: Unpin>() {}
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+    fn value_type<T: std::fmt::Debug + Copy + Eq + Default>() {}
+    fn error<T: std::error::Error + std::fmt::Debug + Copy + Eq + Send + Sync + 'static>() {}
+    fn hash<T: std::hash::Hash>() {}
+    fn send_static_value<T: Send + 'static>(_: &T) {}
+
+    type Boxed = Pin<Box<dyn Future<Output = u8> + Send>>;
+    send_static::<CountdownFuture>();
+    send_static::<custom_future::TimerFuture>();
+    send_static::<ManualFuture<String>>();
+    send_static::<ManualHandle<String>>();
+    unpin::<ManualFuture<String>>();
+    send_static::<MapFuture<Boxed, fn(u8) -> u16>>();
+    // An async block is not `Unpin`: `MapFuture` must take it anyway.
+    send_static_value(&MapFuture::new(async { 1u8 }, |x: u8| u16::from(x)));
+    send_static::<timer::TimerFuture>();
+    send_static::<timer::FirstTimer>();
+    send_static::<Executor>();
+    send_sync_clone::<Spawner>();
+    value_type::<Priority>();
+    hash::<Priority>();
+    value_type::<Metrics>();
+    error::<SpawnError>();
+};

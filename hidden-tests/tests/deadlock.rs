@@ -1,0 +1,327 @@
+//! Category `deadlock` (robustness): work that never finishes. Wakes and spawns from inside a
+//! poll (which deadlock on a lock the executor holds while polling), a wake from another thread
+//! during a poll, `run` not returning once nothing can wake its tasks (the async book's
+//! channel-based design), destructors that wake during shutdown, and the student's futures
+//! pending without arranging a wake. Each test checks that the work was done, not only that the
+//! call returned: an executor that follows the spec abandons a task that no waker can reach.
+
+use std::sync::mpsc;
+use std::task::{Poll, Waker};
+use std::thread;
+use std::time::Duration;
+
+use futures::executor::block_on;
+use futures::future;
+use futures_test::future::FutureTestExt;
+use hidden_tests::{
+    on_drop, run_until_stalled_with_watchdog, run_with_watchdog, self_waking, wake_a_clone,
+    with_watchdog, Counter, Flag, Gate, Log, HANG_SECS,
+};
+use runtime::custom_future::{self, CountdownFuture, MapFuture};
+use runtime::executor::new_executor_and_spawner;
+
+const WAIT: Duration = Duration::from_secs(HANG_SECS);
+
+/// Targets an executor that holds its queue lock (or the task's) while polling: a task calls
+/// `wake_by_ref` on its own waker inside `poll` five times; that wake must not block, and the
+/// task must be polled to completion (6 polls).
+#[test]
+fn deadlock_self_wake_by_ref_inside_poll() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let polls = Counter::new();
+    spawner.spawn(self_waking(5, polls.clone()));
+    drop(spawner);
+    drop(run_with_watchdog(
+        executor,
+        "run() with a task waking itself (wake_by_ref)",
+    ));
+    assert_eq!(polls.get(), 6);
+}
+
+/// Targets the same lock, reached through the other ways of waking: inside `poll` a task clones its
+/// waker and drops the clone, wakes a clone (`clone().wake()`), and awaits `pending_once` futures
+/// (futures-test, `wake_by_ref` from a nested future); nothing may block, and the task finishes.
+#[test]
+fn deadlock_self_wake_through_clones_inside_poll() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let done = Flag::new();
+    let finished = done.clone();
+    spawner.spawn(async move {
+        let mut polls = 0;
+        future::poll_fn(|cx| {
+            polls += 1;
+            drop(cx.waker().clone());
+            if polls < 3 {
+                wake_a_clone(cx.waker());
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        for _ in 0..3 {
+            future::ready(()).pending_once().await;
+        }
+        finished.set();
+    });
+    drop(spawner);
+    drop(run_with_watchdog(
+        executor,
+        "run() with a task waking clones of its waker",
+    ));
+    assert!(done.is_set(), "the self-waking task never finished");
+}
+
+/// Targets a wake of *another* task from inside a poll deadlocking on the executor's lock: the
+/// second task opens the `Gate` the first is waiting for, which wakes the first from inside the
+/// second's poll; both must finish.
+#[test]
+fn deadlock_wake_another_task_inside_poll() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let gate = Gate::new();
+    let done = Counter::new();
+    let (wait, finished) = (gate.wait(), done.clone());
+    spawner.spawn(async move {
+        wait.await;
+        finished.bump();
+    });
+    let finished = done.clone();
+    spawner.spawn(async move {
+        gate.open();
+        finished.bump();
+    });
+    drop(spawner);
+    drop(run_with_watchdog(
+        executor,
+        "run() with a task waking another",
+    ));
+    assert_eq!(done.get(), 2);
+}
+
+/// Targets a spawn from inside a poll deadlocking on the executor's lock: a task spawns three tasks
+/// (through `spawn`, `try_spawn` and `spawn_with_priority`) during its poll; all must run.
+#[test]
+fn deadlock_spawn_inside_poll() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let done = Counter::new();
+    let (inner, finished) = (spawner.clone(), done.clone());
+    spawner.spawn(async move {
+        let (a, b, c) = (finished.clone(), finished.clone(), finished.clone());
+        inner.spawn(async move {
+            a.bump();
+        });
+        inner
+            .try_spawn(async move {
+                b.bump();
+            })
+            .expect("room");
+        inner
+            .spawn_with_priority(runtime::executor::Priority::High, async move {
+                c.bump();
+            })
+            .expect("room");
+    });
+    drop(spawner);
+    drop(run_with_watchdog(
+        executor,
+        "run() with a task spawning tasks",
+    ));
+    assert_eq!(done.get(), 3);
+}
+
+/// Targets a lock held during the poll that a wake from *another* thread needs: the task's poll
+/// hands a clone of its waker to a helper thread and waits (up to 5 s) until that thread has woken
+/// it. On a correct executor the wake returns at once; if it blocks until the poll ends, the
+/// poll's wait times out and the test fails.
+#[test]
+fn deadlock_wake_from_another_thread_during_poll() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let (waker_tx, waker_rx) = mpsc::channel::<Waker>();
+    let (woken_tx, woken_rx) = mpsc::channel();
+    thread::spawn(move || {
+        for waker in waker_rx {
+            waker.wake();
+            let _ = woken_tx.send(());
+        }
+    });
+    let blocked = Flag::new();
+    let polls = Counter::new();
+    let (seen_blocked, seen_polls) = (blocked.clone(), polls.clone());
+    spawner.spawn(future::poll_fn(move |cx| {
+        if seen_polls.bump() > 1 {
+            return Poll::Ready(());
+        }
+        let _ = waker_tx.send(cx.waker().clone());
+        if woken_rx.recv_timeout(WAIT).is_err() {
+            seen_blocked.set();
+        }
+        Poll::Pending
+    }));
+    drop(spawner);
+    drop(with_watchdog(
+        3 * HANG_SECS,
+        "run() woken from another thread mid-poll",
+        move || {
+            executor.run();
+            executor
+        },
+    ));
+    assert!(
+        !blocked.is_set(),
+        "a wake from another thread blocked while the task was being polled"
+    );
+}
+
+/// Targets the async book's design, where every waker keeps the ready queue's sender alive, so
+/// `run` never returns while a waker of a *finished* task exists: three tasks stash their wakers
+/// and finish; `run` must return. Waking those wakers afterwards (after `run` returned, then after
+/// the executor is dropped) must do nothing: no poll of a finished task, no panic.
+#[test]
+fn deadlock_run_returns_though_finished_tasks_left_wakers() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let stash: Log<Waker> = Log::new();
+    let done = Counter::new();
+    for _ in 0..3 {
+        let (stash, finished) = (stash.clone(), done.clone());
+        spawner.spawn(future::poll_fn(move |cx| {
+            stash.push(cx.waker().clone());
+            finished.bump();
+            Poll::Ready(())
+        }));
+    }
+    drop(spawner);
+    let executor = run_with_watchdog(executor, "run() while finished tasks' wakers are kept");
+    assert_eq!(done.get(), 3);
+    let wakers = stash.entries();
+    with_watchdog(HANG_SECS, "waking finished tasks", move || {
+        for waker in &wakers {
+            waker.wake_by_ref();
+        }
+        let (executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+        assert_eq!(polls, 0, "a finished task must never be polled again");
+        drop(executor);
+        for waker in wakers {
+            waker.wake_by_ref();
+            wake_a_clone(&waker);
+            waker.wake();
+        }
+    });
+}
+
+/// Targets a `run` that waits forever for a task nobody can wake any more: the only task waits for
+/// a `Gate`, the spawner is gone, and the test then drops the task's only waker (taken out of the
+/// gate) without waking it. `run` must return, and the abandoned future must have been dropped by
+/// the time the executor is.
+#[test]
+fn deadlock_run_returns_once_last_waker_is_dropped() {
+    let gate = Gate::new();
+    let dropped = Flag::new();
+    let (wait, guard) = (gate.wait(), dropped.set_on_drop());
+    with_watchdog(
+        HANG_SECS,
+        "run() after the last waker was dropped",
+        move || {
+            let (executor, spawner) = new_executor_and_spawner();
+            spawner.spawn(async move {
+                let _guard = guard;
+                wait.await;
+            });
+            drop(spawner);
+            let runner = thread::spawn(move || {
+                executor.run();
+                executor
+            });
+            assert!(gate.wait_for_polls(1, WAIT), "the task was never polled");
+            drop(gate.take_waker());
+            drop(runner.join().expect("run() panicked"));
+        },
+    );
+    assert!(dropped.is_set(), "the abandoned future was never dropped");
+}
+
+/// Targets a `run` that waits for a task that returned `Pending` without keeping any waker: that
+/// task can never be woken, so once the other task is done and the spawner is gone, `run` must
+/// return, having done the other task's work, and the abandoned future is dropped.
+#[test]
+fn deadlock_run_returns_when_a_task_keeps_no_waker() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let (done, dropped) = (Flag::new(), Flag::new());
+    let guard = dropped.set_on_drop();
+    spawner.spawn(async move {
+        let _guard = guard;
+        future::pending::<()>().await;
+    });
+    let finished = done.clone();
+    spawner.spawn(async move { finished.set() });
+    drop(spawner);
+    drop(run_with_watchdog(executor, "run() with an abandoned task"));
+    assert!(done.is_set());
+    assert!(dropped.is_set(), "the abandoned future was never dropped");
+}
+
+/// Targets a `CountdownFuture` that returns `Pending` without waking: `block_on` then sleeps
+/// forever. A correct countdown wakes before each `Pending` and `block_on` returns its message.
+#[test]
+fn deadlock_countdown_completes_on_block_on() {
+    let message = with_watchdog(HANG_SECS, "block_on(CountdownFuture::new(3))", || {
+        block_on(CountdownFuture::new(3))
+    });
+    assert_eq!(message, "Countdown complete!");
+}
+
+/// Targets the student's 2.1 futures pending without a wake on a spec-following executor, which
+/// abandons such a task (so `run` returns with the work undone): a countdown, a busy-polling timer
+/// and a map over a countdown, all spawned on the student's executor, must all deliver.
+#[test]
+fn deadlock_custom_futures_complete_on_the_executor() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let log = Log::new();
+    let results = log.clone();
+    spawner.spawn(async move { results.push(CountdownFuture::new(3).await) });
+    let results = log.clone();
+    spawner.spawn(async move {
+        custom_future::TimerFuture::new(Duration::from_millis(20)).await;
+        results.push(String::from("timer"));
+    });
+    let results = log.clone();
+    spawner.spawn(async move {
+        let len = MapFuture::new(CountdownFuture::new(2), |s: String| s.len()).await;
+        results.push(len.to_string());
+    });
+    drop(spawner);
+    drop(run_with_watchdog(executor, "run() with the custom futures"));
+    let mut results = log.entries();
+    results.sort();
+    assert_eq!(results, ["19", "Countdown complete!", "timer"]);
+}
+
+/// Targets a shutdown that drops futures while holding a lock their destructors need: two waiting
+/// tasks wake their own and each other's wakers from their destructors when the shutdown drops
+/// them. Waking never blocks, so `run` returns, and both destructors ran.
+#[test]
+fn deadlock_destructors_waking_tasks_during_shutdown() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let gates = [Gate::new(), Gate::new()];
+    let destructors = Counter::new();
+    for i in 0..2 {
+        let (wait, own, other) = (gates[i].wait(), gates[i].clone(), gates[1 - i].clone());
+        let ran = destructors.clone();
+        let guard = on_drop(move || {
+            own.wake();
+            other.wake();
+            ran.bump();
+        });
+        spawner.spawn(async move {
+            let _guard = guard;
+            wait.await;
+        });
+    }
+    let closer = spawner.clone();
+    spawner.spawn(async move { closer.shutdown() });
+    drop(run_with_watchdog(
+        executor,
+        "run() dropping futures that wake",
+    ));
+    assert_eq!(destructors.get(), 2);
+    drop(spawner);
+}

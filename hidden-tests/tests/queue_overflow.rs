@@ -1,0 +1,268 @@
+//! Category `queue_overflow` (robustness): wake storms must be deduplicated (a task sits in the
+//! ready queue at most once, and wakes never take a slot, block or fail), and spawning past the
+//! capacity must fail with `QueueFull` (or panic in `spawn`) until live tasks finish. Small
+//! capacities make a queue that is bounded by the capacity but fed by every wake (the async book's
+//! `sync_channel`) overflow at once.
+
+use std::task::{Poll, Waker};
+use std::thread;
+use std::time::Duration;
+
+use futures::future;
+use hidden_tests::{
+    panic_message_of, run_until_stalled_with_watchdog, run_with_watchdog, self_waking,
+    wake_a_clone, with_watchdog, Counter, Gate, Log, HANG_SECS,
+};
+use runtime::executor::{
+    new_executor_and_spawner, new_executor_and_spawner_with_capacity, Priority, SpawnError,
+};
+use runtime::timer::TimerFuture;
+
+const STORM: usize = 20_000;
+
+/// Wakes `waker` `n` times, alternating `wake_by_ref` and `wake` on a clone.
+fn storm(waker: &Waker, n: usize) {
+    for i in 0..n {
+        if i % 2 == 0 {
+            waker.wake_by_ref();
+        } else {
+            wake_a_clone(waker);
+        }
+    }
+}
+
+/// Wakes `waker` from eight threads at once, `STORM` times in all, and waits for them.
+fn storm_from_threads(waker: &Waker) {
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let waker = waker.clone();
+            thread::spawn(move || storm(&waker, STORM / 8))
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("a wake panicked");
+    }
+}
+
+/// Targets an executor that queues the task once per wake (growing its queue, or blocking or
+/// panicking on a full one): with capacity 1, a task wakes itself 20 000 times in its first poll.
+/// It sits in the queue at most once, so it is polled once more (a bound of 3 polls in all leaves
+/// room for any design) and finishes, and its slot is then free again.
+#[test]
+fn queue_overflow_wake_storm_inside_a_poll() {
+    let (executor, spawner) = new_executor_and_spawner_with_capacity(1);
+    let polls = Counter::new();
+    let seen = polls.clone();
+    spawner.spawn(future::poll_fn(move |cx| {
+        if seen.bump() == 1 {
+            storm(cx.waker(), STORM);
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }));
+    let (executor, made) = run_until_stalled_with_watchdog(executor, "a wake storm in a poll");
+    assert!(
+        made <= 3,
+        "20 000 wakes during one poll led to {made} polls"
+    );
+    assert_eq!(
+        polls.get(),
+        2,
+        "the task must be polled again after the storm, and finish"
+    );
+    assert_eq!(
+        spawner.try_spawn(async {}),
+        Ok(()),
+        "the finished task's slot is free"
+    );
+    let (_executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(made, 1);
+}
+
+/// Targets the same from other threads, with and without a concurrent `run`: eight threads wake a
+/// waiting task 2 500 times each. While the executor is idle, the storm leaves the task queued once,
+/// so the next `run_until_stalled` polls it at most a few times (once, really). Then the storm
+/// repeats while `run` runs on another thread; nothing may panic or hang, and the task finishes
+/// once its gate opens.
+#[test]
+fn queue_overflow_wake_storm_from_eight_threads() {
+    let (executor, spawner) = new_executor_and_spawner_with_capacity(1);
+    let gate = Gate::new();
+    spawner.spawn(gate.wait());
+    drop(spawner);
+    let (executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(made, 1);
+    let waker = gate.take_waker().expect("the task stored its waker");
+    let to_storm = waker.clone();
+    with_watchdog(HANG_SECS, "a wake storm from eight threads", move || {
+        storm_from_threads(&to_storm)
+    });
+    let (executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert!(made <= 3, "a storm of 20 000 wakes led to {made} polls");
+
+    let polls_before = gate.polls();
+    let opener = gate.clone();
+    let executor = with_watchdog(2 * HANG_SECS, "a wake storm during run()", move || {
+        let runner = thread::spawn(move || {
+            executor.run();
+            executor
+        });
+        storm_from_threads(&waker);
+        drop(waker);
+        opener.open();
+        runner.join().expect("run() panicked")
+    });
+    assert!(
+        gate.polls() > polls_before,
+        "the opened gate's task was never polled"
+    );
+    drop(executor);
+}
+
+/// Targets wakes of a finished task that still fill the queue or take a slot: with capacity 1, a
+/// task keeps its waker and finishes; 20 000 wakes of that waker must do nothing (no poll, no
+/// block, no panic), and the slot is free for the next task.
+#[test]
+fn queue_overflow_wakes_of_a_finished_task_change_nothing() {
+    let (executor, spawner) = new_executor_and_spawner_with_capacity(1);
+    let stash: Log<Waker> = Log::new();
+    let kept = stash.clone();
+    spawner.spawn(future::poll_fn(move |cx| {
+        kept.push(cx.waker().clone());
+        Poll::Ready(())
+    }));
+    let (executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(made, 1);
+    let waker = stash.entries().pop().expect("the task kept its waker");
+    let woken = waker.clone();
+    with_watchdog(HANG_SECS, "waking a finished task", move || {
+        storm(&woken, STORM)
+    });
+    assert_eq!(
+        spawner.try_spawn(async {}),
+        Ok(()),
+        "a finished task is no longer live, even while its waker exists"
+    );
+    let (_executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(made, 1, "only the new task may be polled");
+    drop(waker);
+}
+
+/// Targets spawning past the capacity: with capacity 3 and three waiting tasks, `try_spawn` and
+/// `spawn_with_priority` (either priority) fail with `QueueFull` and `spawn` panics with a message
+/// containing `too many tasks queued`; after one task finishes there is room for exactly one more;
+/// and no accepted task is lost.
+#[test]
+fn queue_overflow_spawn_past_capacity_is_refused() {
+    let (executor, spawner) = new_executor_and_spawner_with_capacity(3);
+    let gates = [Gate::new(), Gate::new(), Gate::new(), Gate::new()];
+    let done = Counter::new();
+    let waiting = |gate: &Gate| {
+        let (wait, finished) = (gate.wait(), done.clone());
+        async move {
+            wait.await;
+            finished.bump();
+        }
+    };
+    for gate in &gates[..3] {
+        spawner
+            .try_spawn(waiting(gate))
+            .expect("room for three tasks");
+    }
+    assert_eq!(spawner.try_spawn(async {}), Err(SpawnError::QueueFull));
+    for priority in [Priority::High, Priority::Low] {
+        assert_eq!(
+            spawner.spawn_with_priority(priority, async {}),
+            Err(SpawnError::QueueFull)
+        );
+    }
+    let message = panic_message_of(|| spawner.spawn(async {})).expect("spawn must panic when full");
+    assert!(
+        message.contains("too many tasks queued"),
+        "spawn's panic message {message:?} must contain `too many tasks queued`"
+    );
+    let (executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(made, 3);
+    assert_eq!(spawner.try_spawn(async {}), Err(SpawnError::QueueFull));
+    gates[0].open();
+    let (executor, _) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    spawner
+        .try_spawn(waiting(&gates[3]))
+        .expect("a finished task frees its slot");
+    assert_eq!(spawner.try_spawn(async {}), Err(SpawnError::QueueFull));
+    for gate in &gates[1..] {
+        gate.open();
+    }
+    drop(spawner);
+    drop(run_with_watchdog(executor, "run()"));
+    assert_eq!(done.get(), 4, "an accepted task was lost");
+}
+
+/// Targets the async book's `sync_channel(capacity)` design, whose timer wake has to re-send the
+/// task through a channel that the task itself may fill (async-book#78): with capacity 1, one task
+/// awaits two timers one after the other; it must finish.
+#[test]
+fn queue_overflow_capacity_one_with_two_timers_in_sequence() {
+    let (executor, spawner) = new_executor_and_spawner_with_capacity(1);
+    let done = Counter::new();
+    let finished = done.clone();
+    spawner.spawn(async move {
+        TimerFuture::new(Duration::from_millis(10)).await;
+        TimerFuture::new(Duration::from_millis(10)).await;
+        finished.bump();
+    });
+    drop(spawner);
+    drop(run_with_watchdog(
+        executor,
+        "run() with capacity 1 and two timers",
+    ));
+    assert_eq!(done.get(), 1);
+}
+
+/// Targets capacity bookkeeping under a flood: 10 000 tasks (the default capacity) that each pend
+/// once are spawned at once, all run (20 000 polls), and their slots are all free again for a
+/// second flood of 10 000, which runs too.
+#[test]
+fn queue_overflow_spawn_flood_at_full_capacity_twice() {
+    let (mut executor, spawner) = new_executor_and_spawner();
+    let polls = Counter::new();
+    for round in 1..=2 {
+        for i in 0..10_000 {
+            if let Err(error) = spawner.try_spawn(self_waking(1, polls.clone())) {
+                panic!("round {round}: spawn {i} of 10 000 failed: {error:?}");
+            }
+        }
+        let made;
+        (executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+        assert_eq!(made, 20_000, "round {round}");
+        assert_eq!(polls.get(), round * 20_000, "round {round}");
+    }
+}
+
+/// Targets a queue that holds more than one entry per task at full capacity: 64 tasks (the
+/// capacity) each wake themselves twice in every poll, 50 times; each is queued at most once per
+/// poll, so each is polled exactly 51 times and all finish, without a wake ever blocking.
+#[test]
+fn queue_overflow_full_executor_of_double_waking_tasks() {
+    let (executor, spawner) = new_executor_and_spawner_with_capacity(64);
+    let counters: Vec<Counter> = (0..64).map(|_| Counter::new()).collect();
+    for polls in &counters {
+        let polls = polls.clone();
+        spawner.spawn(future::poll_fn(move |cx| {
+            if polls.bump() > 50 {
+                return Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }));
+    }
+    drop(spawner);
+    drop(run_with_watchdog(
+        executor,
+        "run() with 64 double-waking tasks",
+    ));
+    let polls: Vec<usize> = counters.iter().map(Counter::get).collect();
+    assert!(polls.iter().all(|&p| p == 51), "polls per task: {polls:?}");
+}
