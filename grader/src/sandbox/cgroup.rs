@@ -19,6 +19,9 @@ use serde::Serialize;
 /// Name of the per-hierarchy folder holding all run cgroups.
 const BASE_NAME: &str = "runtime-grader";
 
+/// Leaf cgroup v2 the grader moves itself into when its own cgroup must delegate controllers.
+const SUPERVISOR_LEAF: &str = "runtime-grader-supervisor";
+
 /// How long [`RunCgroup::kill_all`] waits for the cgroup to empty before giving up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -144,6 +147,9 @@ impl Hierarchies {
         found
     }
 
+    /// Picks a v2 subtree: first one where memory and pids can be enabled (below our own cgroup,
+    /// else below the hierarchy's root), moving ourselves into a leaf if that is what it takes;
+    /// else any writable one (for `cpu.stat` and `cgroup.kill`).
     fn add_v2(&mut self, mounts: &[CgroupMount], own: &str) {
         let Some(mount) = mounts.iter().find(|m| m.v2) else {
             return;
@@ -151,41 +157,47 @@ impl Hierarchies {
         let Some(own_path) = own.lines().find_map(|l| l.strip_prefix("0::")) else {
             return;
         };
+        // A previous Sandbox may have moved us into the leaf: the subtree is still its parent's.
+        let own_path = own_path
+            .strip_suffix(&format!("/{SUPERVISOR_LEAF}"))
+            .unwrap_or(own_path);
         let own_dir = mount.dir_of(own_path);
-        let base = own_dir.join(BASE_NAME);
-        if fs::create_dir_all(&base).is_err() || !base.join("cgroup.procs").exists() {
+        let mut parents = vec![own_dir.clone()];
+        if own_dir != mount.mount_point {
+            parents.push(mount.mount_point.clone());
+        }
+        let complete = |subtree: &V2Subtree| subtree.memory && subtree.pids;
+        let subtree = parents
+            .iter()
+            .filter_map(|parent| V2Subtree::enable(parent))
+            .find(complete)
+            .or_else(|| {
+                move_into_leaf(&own_dir)
+                    .then(|| V2Subtree::enable(&own_dir))
+                    .flatten()
+                    .filter(complete)
+            })
+            .or_else(|| parents.iter().find_map(|parent| V2Subtree::enable(parent)));
+        let Some(subtree) = subtree else {
             return;
-        }
-        // Controllers must be enabled in every ancestor's subtree_control; this fails (harmlessly)
-        // when our own cgroup holds processes and is not the root.
-        let available = fs::read_to_string(own_dir.join("cgroup.controllers")).unwrap_or_default();
-        for controller in ["memory", "pids", "cpu"] {
-            if available.split_whitespace().any(|c| c == controller) {
-                let enable = format!("+{controller}");
-                let _ = fs::write(own_dir.join("cgroup.subtree_control"), &enable);
-                let _ = fs::write(base.join("cgroup.subtree_control"), &enable);
-            }
-        }
-        let enabled = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
-        let has = |c: &str| enabled.split_whitespace().any(|e| e == c);
+        };
         let role = Some(Role {
             base: self.bases.len(),
             flavour: Flavour::V2,
         });
-        if has("memory") {
+        if subtree.memory {
             self.memory = role;
         }
-        if has("pids") {
+        if subtree.pids {
             self.pids = role;
         }
-        // cpu.stat (usage_usec) exists in every v2 cgroup, with or without the cpu controller.
-        if base.join("cpu.stat").exists() {
+        if subtree.cpu_stat {
             self.cpu = role;
         }
-        if base.join("cgroup.kill").exists() {
+        if subtree.kill {
             self.kill = role;
         }
-        self.bases.push(base);
+        self.bases.push(subtree.base);
     }
 
     fn add_v1(&mut self, mounts: &[CgroupMount], own: &str) {
@@ -258,6 +270,27 @@ impl Hierarchies {
         }
     }
 
+    /// Kills and removes the run cgroups whose name starts with `prefix`: left by a crashed
+    /// process that had our pid (common in containers, where the grader's pid is always the same).
+    pub(super) fn reclaim(&self, prefix: &str) -> io::Result<()> {
+        let mut names: Vec<_> = self
+            .existing(prefix)
+            .into_iter()
+            .filter_map(|dir| dir.file_name().map(ToOwned::to_owned))
+            .collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            tracing::warn!(?name, "removing a stale sandbox cgroup");
+            RunCgroup {
+                dirs: self.bases.iter().map(|base| base.join(&name)).collect(),
+                plan: self.clone(),
+            }
+            .remove()?;
+        }
+        Ok(())
+    }
+
     /// Existing run cgroups whose name starts with `prefix`.
     pub(super) fn existing(&self, prefix: &str) -> Vec<PathBuf> {
         self.bases
@@ -311,6 +344,61 @@ fn parse_mounts(mountinfo: &str) -> Vec<CgroupMount> {
             })
         })
         .collect()
+}
+
+/// A `runtime-grader` folder in the v2 hierarchy and what its children get.
+struct V2Subtree {
+    base: PathBuf,
+    memory: bool,
+    pids: bool,
+    /// `cpu.stat` (usage_usec) exists in every v2 cgroup, with or without the cpu controller.
+    cpu_stat: bool,
+    /// `cgroup.kill` exists from Linux 5.14 on.
+    kill: bool,
+}
+
+impl V2Subtree {
+    /// Creates `parent/runtime-grader` and enables memory, pids and cpu for its children where
+    /// possible. Enabling in `parent` fails (harmlessly) when `parent` holds processes and is not
+    /// the root: cgroup v2 allows processes only in leaves.
+    fn enable(parent: &Path) -> Option<V2Subtree> {
+        let base = parent.join(BASE_NAME);
+        if fs::create_dir_all(&base).is_err() || !base.join("cgroup.procs").exists() {
+            return None;
+        }
+        let available = read_string(&parent.join("cgroup.controllers"));
+        for controller in ["memory", "pids", "cpu"] {
+            if available.split_whitespace().any(|c| c == controller) {
+                let enable = format!("+{controller}");
+                let _ = fs::write(parent.join("cgroup.subtree_control"), &enable);
+                let _ = fs::write(base.join("cgroup.subtree_control"), &enable);
+            }
+        }
+        let enabled = read_string(&base.join("cgroup.subtree_control"));
+        let has = |c: &str| enabled.split_whitespace().any(|e| e == c);
+        Some(V2Subtree {
+            memory: has("memory"),
+            pids: has("pids"),
+            cpu_stat: base.join("cpu.stat").exists(),
+            kill: base.join("cgroup.kill").exists(),
+            base,
+        })
+    }
+}
+
+/// Moves this process into `own_dir/runtime-grader-supervisor` when it is the only process in
+/// `own_dir` (a service or container running just the grader), which frees `own_dir` to enable
+/// controllers for its children. Returns whether it moved.
+fn move_into_leaf(own_dir: &Path) -> bool {
+    let ours = std::process::id().to_string();
+    let procs = read_string(&own_dir.join("cgroup.procs"));
+    if procs.lines().ne([ours.as_str()]) {
+        return false;
+    }
+    let leaf = own_dir.join(SUPERVISOR_LEAF);
+    let moved =
+        fs::create_dir_all(&leaf).and_then(|()| fs::write(leaf.join("cgroup.procs"), &ours));
+    moved.is_ok()
 }
 
 /// The cgroups of one run, one per hierarchy in use; removed on drop.

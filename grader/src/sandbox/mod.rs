@@ -34,7 +34,7 @@
 //! `cgroup.kill` instead, keeping v1 for memory and tasks: every limit holds.
 //!
 //! *cgroup v2*: the run cgroups live under `runtime-grader/` in the grader's own cgroup. `cpu.stat`
-//! and `cgroup.kill` always work; memory (`memory.max`, `memory.swap.max` 0, `memory.peak`,
+//! always works, `cgroup.kill` from Linux 5.14 on; memory (`memory.max`, `memory.swap.max` 0, `memory.peak`,
 //! `oom_kill` in `memory.events`) and tasks (`pids.max`, `pids.events`) need the controllers
 //! enabled in the subtree. The grader tries to enable them, which works only when its own cgroup is
 //! the root or holds no process (a delegated subtree whose processes sit in a leaf); otherwise
@@ -65,10 +65,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::{geteuid, Pid};
 use serde::{Serialize, Serializer};
 use tracing::{debug, warn};
@@ -86,8 +89,8 @@ pub const SANDBOX_UID: u32 = 65534;
 /// The gid the sandboxed processes run as (`nogroup`).
 pub const SANDBOX_GID: u32 = 65534;
 
-/// Longest pause between two checks of a running program.
-const MAX_POLL: Duration = Duration::from_millis(20);
+/// How often the supervisor checks the CPU time of a running program.
+const CHECK_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Numbers the sandboxes of this process, for unique cgroup names.
 static SANDBOXES: AtomicU64 = AtomicU64::new(0);
@@ -349,6 +352,14 @@ impl Sandbox {
             enforcement,
             tmpfs_job_dirs,
         };
+        let prefix = format!(
+            "{}-{}",
+            std::process::id(),
+            SANDBOXES.fetch_add(1, Ordering::Relaxed)
+        );
+        cgroups
+            .reclaim(&format!("{prefix}-"))
+            .map_err(SandboxError::Cleanup)?;
         let mut sandbox = Sandbox {
             setup: Setup::new(
                 bash,
@@ -359,11 +370,7 @@ impl Sandbox {
             ),
             toolchain,
             cgroups,
-            prefix: format!(
-                "{}-{}",
-                std::process::id(),
-                SANDBOXES.fetch_add(1, Ordering::Relaxed)
-            ),
+            prefix,
             runs: AtomicU64::new(0),
             fifo_dir,
             capabilities,
@@ -463,7 +470,10 @@ impl Sandbox {
         let wall = start.elapsed();
         // Stragglers (daemons, orphans) die now; then every writer of the pipes is gone.
         let killed = cgroup.kill_all();
-        let (os_status, killed_for) = supervised?;
+        let (os_status, killed_for) = supervised.inspect_err(|_| {
+            let _ = child.kill();
+            let _ = child.wait();
+        })?;
         killed.map_err(SandboxError::Cleanup)?;
         let stdout = stdout.finish();
         let stderr = stderr.finish();
@@ -524,11 +534,13 @@ impl Sandbox {
         limits: &Limits,
         start: Instant,
     ) -> Result<(ExitStatus, Option<LimitKind>), SandboxError> {
+        let exited = exit_notifier(child)?;
         let mut killed_for = None;
-        let mut pause = Duration::from_micros(200);
         loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok((status, killed_for));
+            let to_deadline = limits.wall.saturating_sub(start.elapsed());
+            match exited.recv_timeout(to_deadline.min(CHECK_INTERVAL)) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
             }
             if killed_for.is_none() {
                 killed_for = if start.elapsed() >= limits.wall {
@@ -542,10 +554,8 @@ impl Sandbox {
                     self.kill_run(child, cgroup, fifo)?;
                 }
             }
-            let to_deadline = limits.wall.saturating_sub(start.elapsed());
-            thread::sleep(pause.min(to_deadline).max(Duration::from_micros(100)));
-            pause = (pause * 2).min(MAX_POLL);
         }
+        Ok((child.wait()?, killed_for))
     }
 
     fn kill_run(
@@ -555,8 +565,8 @@ impl Sandbox {
         fifo: &mut StatusFifo,
     ) -> Result<(), SandboxError> {
         if self.capabilities.enforcement.kill == Mechanism::PidNamespace {
-            // bwrap's pid 1 is alive until bwrap (our unreaped child) reaps it, so the pid is
-            // still its own.
+            // The sandbox's pid 1 is reaped by bwrap only on its way out, so the pid is still
+            // its own (or bwrap is about to exit anyway).
             if let Some(pid) = fifo.child_pid() {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
@@ -564,6 +574,21 @@ impl Sandbox {
         }
         cgroup.kill_all().map_err(SandboxError::Cleanup)
     }
+}
+
+/// A channel that gets a message once `child` has exited, leaving it unreaped (`WNOWAIT`) so that
+/// its pid stays valid for killing until [`Child::wait`] reaps it.
+fn exit_notifier(child: &Child) -> io::Result<Receiver<()>> {
+    let pid = Pid::from_raw(child.id() as i32);
+    let (sender, receiver) = mpsc::channel();
+    thread::Builder::new()
+        .name("sandbox-waiter".into())
+        .spawn(move || {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+            while waitid(Id::Pid(pid), flags) == Err(Errno::EINTR) {}
+            let _ = sender.send(());
+        })?;
+    Ok(receiver)
 }
 
 type Streams = (Capture, Capture, Option<thread::JoinHandle<()>>);
