@@ -11,6 +11,7 @@
 //! A file that does not parse yields one [`Violation`] whose message starts with `syntax error`
 //! ([`Violation::is_syntax_error`]). The engine does not refuse a submission for those: it lets the
 //! compiler report the syntax error as a build failure, and refuses only on the other violations.
+//! Code nested too deeply for the parser's stack is refused before parsing (a normal violation).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -166,8 +167,8 @@ const CHECKER_STACK_BYTES: usize = 128 << 20;
 /// `syn` parses recursively, so a 256 KiB file of `((((`, `!!!!` or `V<V<V<` would overflow any
 /// stack and abort the whole grader. This bounds the recursion before parsing: every group, operator
 /// and keyword that can open a nested expression, type or pattern costs 1, and the cost falls back
-/// to the enclosing group's level only where the nesting provably ends (`;`; a `,` or the end of a
-/// `{}` block when no `<` or closure `|` is open). Returns where the bound is passed. Real code
+/// to the enclosing group's level only where the nesting must have ended (at `;`; at `,` or after a
+/// `{}` block, unless a `<` is still open or a `|` was seen since). Returns where the bound is passed. Real code
 /// stays far below it (the reference solution peaks around 20).
 fn too_deep(tokens: TokenStream, limit: usize) -> Option<Span> {
     struct Level {
