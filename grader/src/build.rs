@@ -26,7 +26,7 @@ pub struct Artifacts {
 struct Message {
     reason: String,
     #[serde(default)]
-    package_id: String,
+    manifest_path: String,
     target: Option<Target>,
     profile: Option<Profile>,
     executable: Option<String>,
@@ -127,7 +127,7 @@ fn student_path(file_name: &str) -> Option<String> {
 /// the hidden test line an error points at); `package` is the package whose test binaries count.
 pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
     let mut out = Artifacts::default();
-    let package_marker = format!("#{package}@");
+    let manifest = format!("/{package}/Cargo.toml");
     let mut seen = std::collections::BTreeSet::new();
     for line in stdout.lines().filter(|l| l.starts_with('{')) {
         let Ok(msg) = serde_json::from_str::<Message>(line) else {
@@ -140,7 +140,7 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
                 else {
                     continue;
                 };
-                if profile.test && msg.package_id.contains(&package_marker) {
+                if profile.test && msg.manifest_path.ends_with(&manifest) {
                     out.test_binaries.push(exe);
                 } else if !profile.test && target.kind.iter().any(|k| k == "bin") {
                     out.bins.insert(target.name, exe);
@@ -240,10 +240,10 @@ mod tests {
     fn parses_artifacts_and_student_diagnostics() {
         let dir = tempfile::tempdir().unwrap();
         let json = [
-            r#"{"reason":"compiler-artifact","package_id":"path+file:///work/hidden-tests#hidden-tests@0.1.0","target":{"kind":["test"],"name":"timer"},"profile":{"test":true},"executable":"/work/target/debug/deps/timer-1"}"#,
-            r#"{"reason":"compiler-artifact","package_id":"path+file:///work/runtime#runtime@0.1.0","target":{"kind":["bin"],"name":"runtime_demo"},"profile":{"test":false},"executable":"/work/target/debug/runtime_demo"}"#,
-            r#"{"reason":"compiler-artifact","package_id":"path+file:///work/runtime#runtime@0.1.0","target":{"kind":["lib"],"name":"runtime"},"profile":{"test":false},"executable":null}"#,
-            r#"{"reason":"compiler-message","package_id":"path+file:///work/runtime#runtime@0.1.0","message":{"message":"expected `;`","level":"error","rendered":"error: expected `;`\n --> runtime/src/timer.rs:7:9","spans":[{"file_name":"runtime/src/timer.rs","line_start":7,"column_start":9,"is_primary":true}]}}"#,
+            r#"{"reason":"compiler-artifact","manifest_path":"/work/hidden-tests/Cargo.toml","target":{"kind":["test"],"name":"timer"},"profile":{"test":true},"executable":"/work/target/debug/deps/timer-1"}"#,
+            r#"{"reason":"compiler-artifact","manifest_path":"/work/runtime/Cargo.toml","target":{"kind":["bin"],"name":"runtime_demo"},"profile":{"test":false},"executable":"/work/target/debug/runtime_demo"}"#,
+            r#"{"reason":"compiler-artifact","manifest_path":"/work/runtime/Cargo.toml","target":{"kind":["lib"],"name":"runtime"},"profile":{"test":false},"executable":null}"#,
+            r#"{"reason":"compiler-message","manifest_path":"/work/runtime/Cargo.toml","message":{"message":"expected `;`","level":"error","rendered":"error: expected `;`\n --> runtime/src/timer.rs:7:9","spans":[{"file_name":"runtime/src/timer.rs","line_start":7,"column_start":9,"is_primary":true}]}}"#,
             "   Compiling runtime v0.1.0",
         ]
         .join("\n");

@@ -6,9 +6,13 @@
 pub mod archive;
 pub mod assembly;
 pub mod build;
+pub mod cache;
 pub mod cli;
+pub mod engine;
 pub mod policy;
 pub mod report;
 pub mod rubric;
+pub mod runner;
 pub mod sandbox;
 pub mod solutions;
+pub mod validate;

@@ -1,0 +1,152 @@
+//! The validation matrix: grades every known solution (template, correct solutions, buggy variants)
+//! several times and checks that each gets exactly what it must: correct code full marks in every run,
+//! the template zero, and every buggy variant points lost in its declared category in every run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::engine::{Engine, EngineError, Input, Mode, Progress};
+use crate::report::{Report, Status};
+use crate::rubric::CATEGORIES;
+use crate::solutions::{self, Expect, Solution};
+
+/// The gradings of one solution and whether they meet its expectation.
+#[derive(Debug)]
+pub struct Row {
+    /// The solution's name.
+    pub name: String,
+    /// What it must get.
+    pub expect: Expect,
+    /// Per category, the lowest and highest score over the runs, and the maximum.
+    pub categories: BTreeMap<String, (u32, u32, u32)>,
+    /// Lowest and highest total over the runs.
+    pub total: (u32, u32),
+    /// How many runs.
+    pub runs: usize,
+    /// Names of the tests that failed in any run, with how many runs they failed.
+    pub failing: BTreeMap<String, usize>,
+    /// Why the expectation does not hold, if it does not.
+    pub problem: Option<String>,
+}
+
+/// Grades every solution of the repository at `repo` whose name contains `filter`, `runs` times each
+/// (one build, `runs` test phases).
+pub fn run(
+    engine: &Engine,
+    repo: &Path,
+    runs: usize,
+    filter: Option<&str>,
+    on_row: &dyn Fn(&Row),
+) -> Result<Vec<Row>, EngineError> {
+    let all = solutions::discover(repo).map_err(|e| EngineError::Setup(e.to_string()))?;
+    let mut rows = Vec::new();
+    for s in all
+        .iter()
+        .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
+    {
+        let row = grade_solution(engine, s, runs)?;
+        on_row(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn grade_solution(engine: &Engine, s: &Solution, runs: usize) -> Result<Row, EngineError> {
+    let dir = tempfile::tempdir()?;
+    s.materialize(dir.path())
+        .map_err(|e| EngineError::Setup(e.to_string()))?;
+    let quiet = |_: Progress| {};
+    let reports = engine.grade_repeatedly(Input::Path(dir.path()), Mode::Hidden, runs, &quiet)?;
+    Ok(summarise(s, &reports))
+}
+
+/// Summarises the reports of one solution and judges them against its expectation.
+pub fn summarise(s: &Solution, reports: &[Report]) -> Row {
+    let mut categories: BTreeMap<String, (u32, u32, u32)> = BTreeMap::new();
+    let mut failing: BTreeMap<String, usize> = BTreeMap::new();
+    for r in reports {
+        for (name, c) in &r.categories {
+            let e = categories
+                .entry(name.clone())
+                .or_insert((c.score, c.score, c.max_score));
+            e.0 = e.0.min(c.score);
+            e.1 = e.1.max(c.score);
+        }
+        for t in r.failures() {
+            *failing.entry(t.name.clone()).or_default() += 1;
+        }
+    }
+    let totals: Vec<u32> = reports.iter().map(|r| r.score).collect();
+    let total = (
+        totals.iter().copied().min().unwrap_or(0),
+        totals.iter().copied().max().unwrap_or(0),
+    );
+    let max = reports.first().map_or(0, |r| r.max_score);
+    let not_graded = reports.iter().find(|r| r.status != Status::Graded);
+    let problem = match (&s.expect, not_graded) {
+        (_, Some(r)) => Some(format!(
+            "was not graded ({:?}): {}",
+            r.status,
+            r.message.clone().unwrap_or_default()
+        )),
+        (Expect::Template, None) if total.1 > 0 => {
+            Some(format!("template scored up to {}", total.1))
+        }
+        (Expect::Correct, None) if total.0 < max => Some(format!(
+            "correct solution scored {} in some run; failing: {:?}",
+            total.0, failing
+        )),
+        (Expect::Buggy { category, .. }, None) => {
+            let (_, high, cmax) = categories.get(category).copied().unwrap_or((0, 0, 0));
+            (high >= cmax).then(|| {
+                format!("did not lose points in `{category}` in every run (best {high}/{cmax})")
+            })
+        }
+        _ => None,
+    };
+    Row {
+        name: s.name.clone(),
+        expect: s.expect.clone(),
+        categories,
+        total,
+        runs: reports.len(),
+        failing,
+        problem,
+    }
+}
+
+/// Renders the matrix: one line per solution, one column per category (the lowest score over the
+/// runs, with `*` where it varied between runs), the total and the verdict.
+pub fn render(rows: &[Row]) -> String {
+    let short = |c: &str| -> String { c.chars().take(8).collect() };
+    let mut out = format!("{:<34}", "solution");
+    for c in CATEGORIES {
+        let _ = write!(out, " {:>9}", short(c));
+    }
+    let _ = writeln!(out, " {:>9}  verdict", "total");
+    for r in rows {
+        let _ = write!(out, "{:<34}", r.name);
+        for c in CATEGORIES {
+            let cell = match r.categories.get(c) {
+                Some(&(low, high, max)) => {
+                    format!("{low}/{max}{}", if low != high { "*" } else { "" })
+                }
+                None => "-".into(),
+            };
+            let _ = write!(out, " {cell:>9}");
+        }
+        let total = format!(
+            "{}{}",
+            r.total.0,
+            if r.total.0 != r.total.1 { "*" } else { "" }
+        );
+        let verdict = match (&r.problem, &r.expect) {
+            (Some(p), _) => format!("FAIL: {p}"),
+            (None, Expect::Buggy { category, .. }) => format!("ok: caught in {category}"),
+            (None, _) => "ok".into(),
+        };
+        let _ = writeln!(out, " {total:>9}  {verdict} ({} runs)", r.runs);
+    }
+    out
+}
