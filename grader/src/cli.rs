@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::engine::{Config, Engine, Input, Mode, Progress};
 use crate::report::{Outcome, Report, Status};
+use crate::validate;
 
 /// Grades `02_runtime` async-runtime crates: sandboxed build, one process per test, rubric scores.
 #[derive(Debug, Parser)]
@@ -63,6 +64,19 @@ pub enum Command {
     },
     /// Prepare the toolchain copy, the vendored crates and the warm build cache, then exit.
     Setup,
+    /// Instructors: grade every known solution (template, correct, buggy variants) and print the
+    /// matrix of solution x category; exit 1 unless each gets what it must in every run.
+    Validate {
+        /// The repository holding exercise-template/ and solutions/.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
+        repo: PathBuf,
+        /// Test runs per solution (one build each).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Only solutions whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+    },
 }
 
 /// Report formats.
@@ -103,6 +117,23 @@ fn run(cli: Cli) -> Result<ExitCode, crate::engine::EngineError> {
         Command::Setup => {
             eprintln!("ready: toolchain, vendored crates and warm cache are prepared");
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::Validate { repo, runs, only } => {
+            let on_row = |row: &validate::Row| {
+                eprintln!(
+                    "{}: {}",
+                    row.name,
+                    row.problem.as_deref().unwrap_or("as expected")
+                );
+            };
+            let rows = validate::run(&engine, &repo, runs, only.as_deref(), &on_row)?;
+            print!("{}", validate::render(&rows));
+            let ok = rows.iter().all(|r| r.problem.is_none());
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         Command::Grade {
             path,
