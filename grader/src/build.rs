@@ -160,7 +160,11 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
                         column: Some(span.column_start),
                         level: m.level,
                         message: m.message,
-                        rendered: m.rendered.unwrap_or_default(),
+                        // Paths as the student knows them: relative to their crate.
+                        rendered: m
+                            .rendered
+                            .unwrap_or_default()
+                            .replace("--> runtime/", "--> "),
                     },
                     // Warnings outside the student's crate are ours to fix, not theirs to read.
                     _ if m.level != "error" => continue,

@@ -55,12 +55,13 @@ pub struct CheckResult {
 }
 
 /// Classifies a finished process. A timeout is "idle" (waiting: a deadlock or a lost wake) when it
-/// used under a quarter of its wall time on a CPU, and "busy" (a busy loop or livelock) otherwise.
+/// used under a tenth of its wall time on a CPU (a loaded machine gives a busy loop less than a
+/// whole core, while a waiting process uses almost none), and "busy" (a busy loop or livelock) otherwise.
 pub fn classify(r: &RunResult) -> (Outcome, Option<String>) {
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     match (r.limit_hit, r.status) {
         (Some(LimitKind::Wall) | Some(LimitKind::Cpu), _) => {
-            let busy = r.cpu.as_secs_f64() >= 0.25 * r.wall.as_secs_f64();
+            let busy = r.cpu.as_secs_f64() >= 0.1 * r.wall.as_secs_f64();
             let why = if busy {
                 "it was busy the whole time (CPU {cpu}): a busy loop or a livelock, such as a task that keeps \
                  waking itself without making progress"
