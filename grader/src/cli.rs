@@ -169,6 +169,9 @@ fn run(cli: Cli) -> Result<ExitCode, crate::engine::EngineError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many of a failing test's last output lines the text report shows.
+const OUTPUT_LINES: usize = 8;
+
 /// Renders a report for a terminal.
 pub fn render_text(report: &Report, color: bool) -> String {
     let paint = |code: &str, s: &str| {
@@ -238,6 +241,25 @@ pub fn render_text(report: &Report, color: bool) -> String {
             );
             if let Some(h) = &t.hint {
                 let _ = writeln!(out, "      hint: {h}");
+            }
+            if let Some(output) = &t.output {
+                // libtest's own scaffolding says nothing the outcome line does not.
+                let scaffolding = |l: &str| {
+                    let t = l.trim();
+                    t.is_empty()
+                        || t == "failures:"
+                        || t.starts_with("---- ")
+                        || t.starts_with("running ")
+                        || t.starts_with("test result:")
+                        || t.starts_with("note: run with `RUST_BACKTRACE")
+                        || (t.starts_with("test ") && t.ends_with(" ... FAILED"))
+                        || (!t.contains(' ') && t.contains("::"))
+                };
+                let lines: Vec<&str> = output.lines().filter(|l| !scaffolding(l)).collect();
+                let shown = &lines[lines.len().saturating_sub(OUTPUT_LINES)..];
+                for line in shown {
+                    let _ = writeln!(out, "      | {}", line.replace("runtime/src/", "src/"));
+                }
             }
         }
     }
