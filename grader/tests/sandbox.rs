@@ -91,6 +91,16 @@ fn by_cgroup(mechanism: Mechanism) -> bool {
     mechanism != Mechanism::Rlimit
 }
 
+/// A small task limit for bomb tests. `RLIMIT_NPROC` (no cgroups) counts every process of uid
+/// 65534 on the host, those of concurrently running tests included, and a run that starts above
+/// it fails at setup: leave them room.
+fn tasks_limit(mode: CgroupMode) -> u64 {
+    match mode {
+        CgroupMode::Disabled => 512,
+        _ => 64,
+    }
+}
+
 /// Compiles `source` with the toolchain's rustc inside the sandbox; returns the binary's inside path.
 fn compile(sandbox: &Sandbox, job: &JobDir, name: &str, source: &str) -> String {
     fs::write(job.path().join(format!("{name}.rs")), source).unwrap();
@@ -506,6 +516,37 @@ fn background_processes_are_gone_without_cgroups() {
     assert_no_survivors(CgroupMode::Disabled);
 }
 
+/// A fork storm (forks failing at the task limit, exiting shells freeing slots for new forks)
+/// until the wall limit: the kill must still catch every process.
+fn assert_fork_storm_is_killed(mode: CgroupMode) {
+    let sandbox = sandbox!(mode);
+    let limits = Limits {
+        wall: Duration::from_secs(2),
+        tasks: tasks_limit(mode),
+        ..Limits::test()
+    };
+    let result = run(&sandbox, &sh("f() { f & f; }; f"), &limits);
+    assert!(result.wall < Duration::from_secs(5), "{result:?}");
+    if by_cgroup(result.enforcement.tasks) {
+        assert_eq!(result.limit_hit, Some(LimitKind::Tasks), "{result:?}");
+    }
+}
+
+#[test]
+fn fork_storm_is_killed() {
+    assert_fork_storm_is_killed(CgroupMode::Auto);
+}
+
+#[test]
+fn fork_storm_is_killed_with_v1_freezer() {
+    assert_fork_storm_is_killed(CgroupMode::V1Only);
+}
+
+#[test]
+fn fork_storm_is_killed_without_cgroups() {
+    assert_fork_storm_is_killed(CgroupMode::Disabled);
+}
+
 #[test]
 fn v1_only_mode_enforces_limits() {
     let sandbox = sandbox!(CgroupMode::V1Only);
@@ -548,7 +589,7 @@ fn rlimits_only_mode_still_limits() {
     );
 
     let limits = Limits {
-        tasks: 64,
+        tasks: tasks_limit(CgroupMode::Disabled),
         ..Limits::test()
     };
     let result = run(&sandbox, &sh("while :; do sleep 1000 & done"), &limits);

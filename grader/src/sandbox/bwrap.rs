@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
-use nix::unistd::mkfifo;
+use nix::unistd::{mkfifo, Pid};
 use serde::Serialize;
 
 use super::toolchain::TOOLCHAIN_MOUNT;
@@ -270,25 +271,59 @@ impl StatusFifo {
         &self.path
     }
 
-    /// The sandbox's pid 1 as seen on the host, once bwrap reported it.
-    pub(super) fn child_pid(&mut self) -> Option<i32> {
-        self.field("child-pid")
+    /// The sandbox's pid 1, once bwrap reported it.
+    pub(super) fn sandbox_init(&mut self) -> Option<SandboxInit> {
+        Some(SandboxInit {
+            pid: Pid::from_raw(i32::try_from(self.field("child-pid")?).ok()?),
+            pid_namespace: self.field("pid-namespace")?,
+        })
     }
 
     /// The program's exit code (shell encoding), if bwrap reported one.
     pub(super) fn exit_code(&mut self) -> Option<i32> {
-        self.field("exit-code")
+        i32::try_from(self.field("exit-code")?).ok()
     }
 
-    fn field(&mut self, key: &str) -> Option<i32> {
+    fn field(&mut self, key: &str) -> Option<i64> {
         let mut chunk = Vec::new();
         // WouldBlock (writer open, nothing new) and EOF (no writer) both end the read.
         let _ = self.reader.read_to_end(&mut chunk);
         self.text.push_str(&String::from_utf8_lossy(&chunk));
         self.text.lines().find_map(|line| {
             let value: serde_json::Value = serde_json::from_str(line).ok()?;
-            i32::try_from(value.get(key)?.as_i64()?).ok()
+            value.get(key)?.as_i64()
         })
+    }
+}
+
+/// The sandbox's pid 1 (bwrap's reaper), identified by its host pid and its pid namespace, so
+/// that a recycled pid is never mistaken for it. When it dies the kernel kills every process in
+/// its namespace, and it turns into a zombie only once they are all gone.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SandboxInit {
+    pid: Pid,
+    pid_namespace: i64,
+}
+
+impl SandboxInit {
+    /// Whether it still runs (or is still tearing its namespace down).
+    pub(super) fn is_alive(&self) -> bool {
+        let ns = fs::read_link(format!("/proc/{}/ns/pid", self.pid));
+        let ours =
+            ns.is_ok_and(|link| link.to_string_lossy() == format!("pid:[{}]", self.pid_namespace));
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // The state follows the parenthesised command name, which may itself contain ") ".
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']));
+        ours && !zombie
+    }
+
+    /// SIGKILLs it (and so its whole namespace) if it is still alive.
+    pub(super) fn kill(&self) {
+        if self.is_alive() {
+            let _ = kill(self.pid, Signal::SIGKILL);
+        }
     }
 }
 

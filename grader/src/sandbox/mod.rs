@@ -5,8 +5,8 @@
 //! 1. **bubblewrap** (`bwrap`), run as the unprivileged uid/gid 65534 through `setpriv` (see
 //!    [`Identity`]): new user (with `--disable-userns`), pid, network (only `lo`), ipc, uts and
 //!    cgroup namespaces; `--die-with-parent`, `--new-session`, `--cap-drop ALL`, `--clearenv` plus an
-//!    allowlist (`PATH`, `HOME=/tmp`, `TMPDIR=/tmp`, `CARGO_HOME=/tmp/cargo-home`, and the command's
-//!    own variables). The filesystem is a fresh root holding read-only `/usr`, the `/bin`, `/lib*`
+//!    allowlist (`PATH`, `HOME=/tmp`, `TMPDIR=/tmp`, `CARGO_HOME=/tmp/cargo-home`, the command's
+//!    own variables, and the `PWD` bwrap sets). The filesystem is a fresh root holding read-only `/usr`, the `/bin`, `/lib*`
 //!    links, `/etc/alternatives` and the `ld.so` files (no other `/etc`, no `/root`, `/home`,
 //!    `/var`), the [`Toolchain`] at `/opt/rust`, the caller's read-only and writable binds (a
 //!    [`JobDir`] at `/work`), a fresh `/proc` and `/dev`, and a size-capped tmpfs `/tmp`. Only
@@ -18,8 +18,10 @@
 //!    the CPU limit when cgroups account CPU); `RLIMIT_AS` and `RLIMIT_NPROC` only where no cgroup
 //!    controller enforces memory or tasks.
 //! 4. **the supervisor** ([`Sandbox::run`]) watches the wall clock and the cgroup's CPU time, kills
-//!    the whole run when a limit passes, and after every run kills whatever is left and removes
-//!    the cgroups, so no process of a run outlives [`Sandbox::run`].
+//!    the whole run when a limit passes, and after every run kills whatever is left, waits until
+//!    the sandbox's pid namespace is gone (bwrap exits with the program and leaves the rest to its
+//!    pid 1, whose `--die-with-parent` kill comes asynchronously) and removes the cgroups, so no
+//!    process of a run outlives [`Sandbox::run`].
 //!
 //! # Which limits hold where
 //!
@@ -70,14 +72,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::{geteuid, Pid};
 use serde::{Serialize, Serializer};
 use tracing::{debug, warn};
 
 pub use bwrap::Identity;
-use bwrap::{Setup, StatusFifo};
+use bwrap::{SandboxInit, Setup, StatusFifo};
 pub use cgroup::{CgroupMode, Enforcement, Mechanism};
 use cgroup::{Hierarchies, RunCgroup};
 pub use jobdir::{JobDir, DEFAULT_JOB_DIR_BYTES};
@@ -475,6 +477,11 @@ impl Sandbox {
             let _ = child.wait();
         })?;
         killed.map_err(SandboxError::Cleanup)?;
+        // bwrap exits as soon as the program does and leaves the rest of the namespace to its pid 1,
+        // which dies (with everything else) only then: wait for it.
+        if let Some(init) = fifo.sandbox_init() {
+            wait_until_gone(init).map_err(SandboxError::Cleanup)?;
+        }
         let stdout = stdout.finish();
         let stderr = stderr.finish();
         if let Some(feeder) = feeder {
@@ -565,10 +572,8 @@ impl Sandbox {
         fifo: &mut StatusFifo,
     ) -> Result<(), SandboxError> {
         if self.capabilities.enforcement.kill == Mechanism::PidNamespace {
-            // The sandbox's pid 1 is reaped by bwrap only on its way out, so the pid is still
-            // its own (or bwrap is about to exit anyway).
-            if let Some(pid) = fifo.child_pid() {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            if let Some(init) = fifo.sandbox_init() {
+                init.kill();
             }
             let _ = child.kill();
         }
@@ -589,6 +594,21 @@ fn exit_notifier(child: &Child) -> io::Result<Receiver<()>> {
             let _ = sender.send(());
         })?;
     Ok(receiver)
+}
+
+/// Waits until the sandbox's pid namespace is gone, killing its pid 1 if needed.
+fn wait_until_gone(init: SandboxInit) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pause = Duration::from_micros(100);
+    while init.is_alive() {
+        if Instant::now() > deadline {
+            return Err(io::Error::other("the sandbox's pid namespace survives"));
+        }
+        init.kill();
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 type Streams = (Capture, Capture, Option<thread::JoinHandle<()>>);
