@@ -1,5 +1,6 @@
-//! The sandbox against real hostile programs: every test runs commands in bubblewrap and asserts the
-//! safe outcome. Meant to run as root (CI does); skipped, with a message, only if bwrap is missing.
+//! The sandbox against real hostile programs: every test runs commands in bubblewrap and asserts
+//! the safe outcome. Meant to run as root (CI does); skipped, with a message, only if bwrap is
+//! missing.
 
 use std::fs;
 use std::io::ErrorKind;
@@ -101,7 +102,8 @@ fn tasks_limit(mode: CgroupMode) -> u64 {
     }
 }
 
-/// Compiles `source` with the toolchain's rustc inside the sandbox; returns the binary's inside path.
+/// Compiles `source` with the toolchain's rustc inside the sandbox; returns the binary's path
+/// inside.
 fn compile(sandbox: &Sandbox, job: &JobDir, name: &str, source: &str) -> String {
     fs::write(job.path().join(format!("{name}.rs")), source).unwrap();
     let cmd = in_job(

@@ -18,10 +18,11 @@ use serde::Serialize;
 use super::toolchain::TOOLCHAIN_MOUNT;
 use super::{Limits, SandboxCommand, SANDBOX_GID, SANDBOX_UID};
 
-/// Runs as root before anything of the run exists: joins the run's cgroups (so that the program
-/// cannot fork outside them), sets rlimits, makes the OOM killer prefer the sandbox, closes every
-/// inherited fd above 2 (Rust opens its own fds close-on-exec, but fds inherited from whoever
-/// started the grader are not), opens bwrap's status fd 3, then execs the rest.
+/// Runs with the grader's privileges (root) before anything of the run exists: joins the run's
+/// cgroups (so that the program cannot fork outside them), sets rlimits, makes the OOM killer
+/// prefer the sandbox, closes every inherited fd above 2 (Rust opens its own fds close-on-exec,
+/// but fds inherited from whoever started the grader are not), opens bwrap's status fd 3, then
+/// execs the rest.
 ///
 /// `$0` is a label; then: status fifo, `cgroup.procs` files, `--`, `ulimit` option/value pairs,
 /// `--`, the command. Exits 125 if any step fails (bwrap then never wrote an exit code).

@@ -53,7 +53,11 @@ impl JobDir {
         ) {
             Ok(()) => job.mounted = true,
             Err(e) => {
-                warn!(error = %e, path = %job.path().display(), "no tmpfs for the job folder: its size is not capped");
+                warn!(
+                    error = %e,
+                    path = %job.path().display(),
+                    "no tmpfs for the job folder: its size is not capped"
+                );
                 chown(
                     job.dir.path(),
                     Some(Uid::from_raw(SANDBOX_UID)),

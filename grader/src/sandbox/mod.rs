@@ -1,58 +1,66 @@
-//! Sandboxed execution: every compile and every test run of a submission goes through [`Sandbox::run`].
+//! Sandboxed execution: every compile and every test run of a submission goes through
+//! [`Sandbox::run`].
 //!
 //! # Layers
 //!
 //! 1. **bubblewrap** (`bwrap`), run as the unprivileged uid/gid 65534 through `setpriv` (see
 //!    [`Identity`]): new user (with `--disable-userns`), pid, network (only `lo`), ipc, uts and
-//!    cgroup namespaces; `--die-with-parent`, `--new-session`, `--cap-drop ALL`, `--clearenv` plus an
-//!    allowlist (`PATH`, `HOME=/tmp`, `TMPDIR=/tmp`, `CARGO_HOME=/tmp/cargo-home`, the command's
-//!    own variables, and the `PWD` bwrap sets). The filesystem is a fresh root holding read-only `/usr`, the `/bin`, `/lib*`
-//!    links, `/etc/alternatives` and the `ld.so` files (no other `/etc`, no `/root`, `/home`,
-//!    `/var`), the [`Toolchain`] at `/opt/rust`, the caller's read-only and writable binds (a
-//!    [`JobDir`] at `/work`), a fresh `/proc` and `/dev`, and a size-capped tmpfs `/tmp`. Only
-//!    fds 0-2 reach the program.
-//! 2. **cgroups**, one per run in every usable hierarchy, joined by a wrapper shell before it execs
-//!    `setpriv`/`bwrap`, so nothing of the run ever runs outside them: memory, task count, CPU
-//!    accounting and killing (see [`Enforcement`]).
-//! 3. **rlimits**: always `RLIMIT_CORE` 0 and `RLIMIT_CPU` (a per-process backstop one second past
-//!    the CPU limit when cgroups account CPU); `RLIMIT_AS` and `RLIMIT_NPROC` only where no cgroup
-//!    controller enforces memory or tasks.
-//! 4. **the supervisor** ([`Sandbox::run`]) watches the wall clock and the cgroup's CPU time, kills
-//!    the whole run when a limit passes, and after every run kills whatever is left, waits until
-//!    the sandbox's pid namespace is gone (bwrap exits with the program and leaves the rest to its
-//!    pid 1, whose `--die-with-parent` kill comes asynchronously) and removes the cgroups, so no
-//!    process of a run outlives [`Sandbox::run`].
+//!    cgroup namespaces; `--die-with-parent`, `--new-session`, `--cap-drop ALL`, `--clearenv`
+//!    plus an allowlist (`PATH`, `HOME=/tmp`, `TMPDIR=/tmp`, `CARGO_HOME=/tmp/cargo-home`, the
+//!    command's own variables, and the `PWD` bwrap sets). The filesystem is a fresh root holding
+//!    read-only `/usr`, the `/bin`, `/lib*` links, `/etc/alternatives` and the `ld.so` files (no
+//!    other `/etc`, no `/root`, `/home`, `/var`), the [`Toolchain`] at `/opt/rust`, the caller's
+//!    read-only and writable binds (a [`JobDir`] at `/work`), a fresh `/proc` and `/dev`, and a
+//!    size-capped tmpfs `/tmp`. Only fds 0-2 reach the program.
+//! 2. **cgroups**, one per run in every usable hierarchy, joined by a wrapper shell before it
+//!    execs `setpriv`/`bwrap`, so nothing of the run ever runs outside them: memory, task count,
+//!    CPU accounting and killing (see [`Enforcement`]).
+//! 3. **rlimits**: always `RLIMIT_CORE` 0 and `RLIMIT_CPU` (a per-process backstop one second
+//!    past the CPU limit when cgroups account CPU); `RLIMIT_AS` and `RLIMIT_NPROC` only where no
+//!    cgroup controller enforces memory or tasks.
+//! 4. **the supervisor** ([`Sandbox::run`]) watches the wall clock and the cgroup's CPU time,
+//!    kills the whole run when a limit passes, and after every run kills whatever is left, waits
+//!    until the sandbox's pid namespace is gone (bwrap exits with the program and leaves the rest
+//!    to its pid 1, whose `--die-with-parent` kill comes asynchronously) and removes the cgroups,
+//!    so no process of a run outlives [`Sandbox::run`].
 //!
 //! # Which limits hold where
 //!
 //! *cgroup v1* (the development machine: v1 `memory`, `pids`, `cpuacct`, `freezer`, plus a
 //! controller-less cgroup2 mount at `/sys/fs/cgroup/unified`): memory through
-//! `memory.limit_in_bytes` (+ `memory.memsw.limit_in_bytes` when swap is accounted), "memory limit
-//! hit" from the `oom_kill` count in `memory.oom_control`, peak from `memory.max_usage_in_bytes`;
-//! tasks through `pids.max`, "task limit hit" from `max` in `pids.events`; CPU time from
-//! `cpuacct.usage`; killing by freezing the cgroup, SIGKILLing every pid in `cgroup.procs`,
-//! thawing, until empty. When a cgroup2 hierarchy is also mounted and writable (hybrid, as on the
-//! development machine), [`CgroupMode::Auto`] takes CPU time from its `cpu.stat` and kills with its
-//! `cgroup.kill` instead, keeping v1 for memory and tasks: every limit holds.
+//! `memory.limit_in_bytes` (+ `memory.memsw.limit_in_bytes` when swap is accounted), "memory
+//! limit hit" from the `oom_kill` count in `memory.oom_control`, peak from
+//! `memory.max_usage_in_bytes`; tasks through `pids.max`, "task limit hit" from `max` in
+//! `pids.events`; CPU time from `cpuacct.usage`; killing by freezing the cgroup, SIGKILLing every
+//! pid in `cgroup.procs`, thawing, until empty. When a cgroup2 hierarchy is also mounted and
+//! writable (hybrid, as on the development machine), [`CgroupMode::Auto`] takes CPU time from its
+//! `cpu.stat` and kills with its `cgroup.kill` instead, keeping v1 for memory and tasks: every
+//! limit holds. The run cgroups live in `runtime-grader/` below the grader's own cgroup of each
+//! hierarchy.
 //!
-//! *cgroup v2*: the run cgroups live under `runtime-grader/` in the grader's own cgroup. `cpu.stat`
-//! always works, `cgroup.kill` from Linux 5.14 on; memory (`memory.max`, `memory.swap.max` 0, `memory.peak`,
-//! `oom_kill` in `memory.events`) and tasks (`pids.max`, `pids.events`) need the controllers
-//! enabled in the subtree. The grader tries to enable them, which works only when its own cgroup is
-//! the root or holds no process (a delegated subtree whose processes sit in a leaf); otherwise
-//! memory falls back to `RLIMIT_AS` (virtual memory, coarse) and tasks to `RLIMIT_NPROC` (counts
-//! every process of uid 65534, so concurrent runs share it), and [`RunResult::enforcement`] says so.
+//! *cgroup v2*: `cpu.stat` always works, `cgroup.kill` from Linux 5.14 on; memory (`memory.max`,
+//! `memory.swap.max` 0, `memory.peak`, `oom_kill` in `memory.events`) and tasks (`pids.max`,
+//! `pids.events`) need the controllers enabled for the run cgroups' parent, and v2 lets a cgroup
+//! enable them only if it holds no process (or is the root). So the grader puts `runtime-grader/`
+//! below its own cgroup if the controllers can be enabled there, else below the hierarchy's root
+//! (as root), else moves itself into a leaf `runtime-grader-supervisor` when it is alone in its
+//! cgroup (a service or container running just the grader) and retries. If all fail (say, in a
+//! container sharing its cgroup with other processes), memory falls back to `RLIMIT_AS` (virtual
+//! memory, coarse) and tasks to `RLIMIT_NPROC` (counts every process of uid 65534, concurrent
+//! runs included, so a run started above it fails at setup), and [`RunResult::enforcement`] says
+//! so.
 //!
-//! *no usable cgroup*: rlimits only, no CPU accounting (`cpu` is zero), no memory peak, and the kill
-//! is SIGKILL to the sandbox's pid 1 (the kernel then kills the whole pid namespace).
+//! *no usable cgroup*: rlimits only, no CPU accounting (`cpu` is zero), no memory peak, and the
+//! kill is SIGKILL to the sandbox's pid 1 (the kernel then kills the whole pid namespace).
 //!
 //! # Exit status
 //!
 //! bwrap 0.8 reports the program's death by signal N as exit code 128+N (also in its
-//! `--json-status-fd` output), so [`ExitStatusKind::Signaled`] is decoded from that: a program that
-//! calls `exit(128 + N)` itself is indistinguishable from one killed by signal N. The status fd
-//! does tell whether the program started at all: when bwrap exits without reporting an exit code
-//! (a mount failed, say) [`Sandbox::run`] returns [`SandboxError::Setup`] rather than a result.
+//! `--json-status-fd` output), so [`ExitStatusKind::Signaled`] is decoded from that: a program
+//! that calls `exit(128 + N)` itself is indistinguishable from one killed by signal N. The status
+//! fd does tell whether the program started at all: when bwrap exits without reporting an exit
+//! code (a mount failed, say) [`Sandbox::run`] returns [`SandboxError::Setup`] rather than a
+//! result.
 
 mod bwrap;
 mod cgroup;
@@ -477,8 +485,8 @@ impl Sandbox {
             let _ = child.wait();
         })?;
         killed.map_err(SandboxError::Cleanup)?;
-        // bwrap exits as soon as the program does and leaves the rest of the namespace to its pid 1,
-        // which dies (with everything else) only then: wait for it.
+        // bwrap exits as soon as the program does and leaves the rest of the namespace to its
+        // pid 1, which dies (with everything else) only then: wait for it.
         if let Some(init) = fifo.sandbox_init() {
             wait_until_gone(init).map_err(SandboxError::Cleanup)?;
         }
@@ -739,7 +747,8 @@ fn ensure_world_traversable(path: &Path) -> io::Result<()> {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!(
-                    "{} is not traversable by the sandbox user (uid {SANDBOX_UID}), so {} cannot be mounted",
+                    "{} is not traversable by the sandbox user (uid {SANDBOX_UID}), \
+                     so {} cannot be mounted",
                     dir.display(),
                     path.display()
                 ),

@@ -1,9 +1,9 @@
 //! A world-readable copy of the pinned Rust toolchain, mounted read-only at `/opt/rust` in every
 //! sandbox.
 //!
-//! The rustup toolchains live under `/root/.rustup`, which the sandbox user cannot reach (`/root` is
-//! mode 0700), and the rustup proxies in `~/.cargo/bin` would honour a `rust-toolchain.toml` with
-//! `path = ...` in the submission (which runs any program). So the sandbox gets only the
+//! The rustup toolchains live under `/root/.rustup`, which the sandbox user cannot reach (`/root`
+//! is mode 0700), and the rustup proxies in `~/.cargo/bin` would honour a `rust-toolchain.toml`
+//! with `path = ...` in the submission (which runs any program). So the sandbox gets only the
 //! toolchain's own `bin/cargo`, `bin/rustc`, `lib/` and `libexec/`, hard-linked when possible.
 
 use std::fs;
@@ -32,8 +32,8 @@ pub struct Toolchain {
 impl Toolchain {
     /// Prepares (or reuses) a copy at `dest` of the toolchain that `rustc --print sysroot` names.
     ///
-    /// `rustc` is looked up in `PATH` and run from the current directory, so the toolchain pinned for
-    /// the grader (rustup's rules) is the one copied. See [`Toolchain::prepare_from`].
+    /// `rustc` is looked up in `PATH` and run from the current directory, so the toolchain pinned
+    /// for the grader (rustup's rules) is the one copied. See [`Toolchain::prepare_from`].
     pub fn prepare(dest: &Path) -> io::Result<Toolchain> {
         let output = Command::new("rustc")
             .args(["--print", "sysroot"])
@@ -50,12 +50,13 @@ impl Toolchain {
 
     /// Prepares (or reuses) a copy at `dest` of the toolchain whose sysroot is `sysroot`.
     ///
-    /// Idempotent: when `dest` already holds this exact toolchain (same `rustc -vV` and `cargo -V`),
-    /// nothing is copied. Otherwise the copy is built next to `dest` and renamed into place, so a
-    /// concurrent or interrupted preparation never leaves a half-copied toolchain at `dest`. Files
-    /// are hard-linked (`cp -al`) when `sysroot` and `dest` share a filesystem, copied (`cp -a`)
-    /// otherwise; anything not readable by others is made so (for hard links this also changes the
-    /// original, which only adds read permission). Fails if the sandbox user could not reach `dest`.
+    /// Idempotent: when `dest` already holds this exact toolchain (same `rustc -vV` and
+    /// `cargo -V`), nothing is copied. Otherwise the copy is built next to `dest` and renamed into
+    /// place, so a concurrent or interrupted preparation never leaves a half-copied toolchain at
+    /// `dest`. Files are hard-linked (`cp -al`) when `sysroot` and `dest` share a filesystem,
+    /// copied (`cp -a`) otherwise; anything not readable by others is made so (for hard links this
+    /// also changes the original, which only adds read permission). Fails if the sandbox user
+    /// could not reach `dest`.
     pub fn prepare_from(sysroot: &Path, dest: &Path) -> io::Result<Toolchain> {
         let version = toolchain_version(sysroot)?;
         let parent = dest
