@@ -660,8 +660,12 @@ fn setup_failures_are_errors_not_results() {
 #[test]
 fn toolchain_prepare_is_idempotent() {
     let first = toolchain();
+    let marker = first.host_dir().join(".grader-toolchain-version");
+    let written = fs::metadata(&marker).unwrap().modified().unwrap();
     let again = Toolchain::prepare(first.host_dir()).unwrap();
     assert_eq!(first, again);
+    let unchanged = fs::metadata(&marker).unwrap().modified().unwrap();
+    assert_eq!(written, unchanged, "an up-to-date copy is not rebuilt");
     assert!(first.version().contains("rustc"));
     for part in ["bin/cargo", "bin/rustc", "lib"] {
         assert!(first.host_dir().join(part).exists(), "{part}");
