@@ -379,6 +379,41 @@ fn toolchain_cargo_works_inside() {
 }
 
 #[test]
+fn cargo_builds_and_tests_a_crate_offline() {
+    let sandbox = sandbox!();
+    let job = job_dir(256 * MIB);
+    fs::create_dir_all(job.path().join("demo/src")).unwrap();
+    fs::write(
+        job.path().join("demo/Cargo.toml"),
+        "[package]\nname = \"demo\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    fs::write(
+        job.path().join("demo/src/lib.rs"),
+        "pub fn two() -> u32 { 2 }\n#[test]\nfn it_works() { assert_eq!(two(), 2); }\n",
+    )
+    .unwrap();
+    job.hand_over().unwrap();
+    let mut cmd = in_job(
+        SandboxCommand::new(
+            sandbox.toolchain().cargo(),
+            ["test", "--offline", "-q", "--lib"],
+        ),
+        &job,
+    );
+    cmd.cwd = "/work/demo".into();
+    cmd.env
+        .push(("CARGO_TARGET_DIR".into(), "/work/target".into()));
+    let result = run(&sandbox, &cmd, &Limits::build());
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    assert!(
+        text(&result.stdout).contains("1 passed"),
+        "{}",
+        text(&result.stdout)
+    );
+}
+
+#[test]
 fn sleeping_hits_the_wall_limit_with_little_cpu() {
     let sandbox = sandbox!();
     let limits = Limits {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::unix::fs::lchown;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -9,6 +10,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chown, geteuid, Gid, Uid};
 use tempfile::TempDir;
 use tracing::warn;
+use walkdir::WalkDir;
 
 use super::{ensure_world_traversable, SANDBOX_GID, SANDBOX_UID};
 
@@ -76,6 +78,21 @@ impl JobDir {
     /// Whether the size cap holds (a tmpfs is mounted on the folder).
     pub fn is_size_capped(&self) -> bool {
         self.mounted
+    }
+
+    /// Gives everything in the folder to the sandbox user, so that runs can modify what the grader
+    /// wrote there (files written as root are only readable to the sandbox). Links are not
+    /// followed. Call it only while no run uses the folder: a running sandbox could swap a folder
+    /// for a link under the walk.
+    pub fn hand_over(&self) -> io::Result<()> {
+        if !geteuid().is_root() {
+            return Ok(());
+        }
+        for entry in WalkDir::new(self.path()).follow_links(false) {
+            let entry = entry.map_err(io::Error::other)?;
+            lchown(entry.path(), Some(SANDBOX_UID), Some(SANDBOX_GID))?;
+        }
+        Ok(())
     }
 
     /// The requested size cap in bytes (enforced only if [`JobDir::is_size_capped`]).
