@@ -628,3 +628,42 @@ fn kill_listed(procs: &Path) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+24 30 0:22 / /sys rw,nosuid - sysfs sysfs rw
+35 24 0:30 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 24 0:31 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+37 24 0:32 /container /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate";
+
+    #[test]
+    fn finds_cgroup_mounts_and_their_controllers() {
+        let mounts = parse_mounts(MOUNTINFO);
+        assert_eq!(mounts.len(), 3);
+        assert!(!mounts[0].v2);
+        assert_eq!(mounts[1].controllers, ["rw", "cpu", "cpuacct"]);
+        assert!(mounts[2].v2);
+        assert_eq!(
+            mounts[0].dir_of("/process_api/x"),
+            Path::new("/sys/fs/cgroup/memory/process_api/x")
+        );
+        // A mount of a subtree: paths from /proc/self/cgroup are relative to the hierarchy root.
+        assert_eq!(
+            mounts[2].dir_of("/container/job"),
+            Path::new("/sys/fs/cgroup/unified/job")
+        );
+    }
+
+    #[test]
+    fn reads_keyed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memory.oom_control");
+        fs::write(&path, "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        assert_eq!(read_key(&path, "oom_kill"), Some(2));
+        assert_eq!(read_key(&path, "under_oom"), Some(0));
+        assert_eq!(read_key(&path, "missing"), None);
+    }
+}

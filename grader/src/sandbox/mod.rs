@@ -757,3 +757,72 @@ fn ensure_world_traversable(path: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_encoded_exit_codes_decode_to_signals() {
+        assert_eq!(decode_exit_code(0), ExitStatusKind::Exited(0));
+        assert_eq!(decode_exit_code(101), ExitStatusKind::Exited(101));
+        assert_eq!(decode_exit_code(128), ExitStatusKind::Exited(128));
+        assert_eq!(decode_exit_code(137), ExitStatusKind::Signaled(9));
+        assert_eq!(decode_exit_code(139), ExitStatusKind::Signaled(11));
+        assert_eq!(decode_exit_code(255), ExitStatusKind::Exited(255));
+    }
+
+    #[test]
+    fn malformed_commands_are_refused() {
+        let ok = SandboxCommand::new("/bin/true", Vec::<String>::new());
+        assert!(validate(&ok, &Limits::test()).is_ok());
+        let cases: [fn(&mut SandboxCommand); 5] = [
+            |c| c.program.clear(),
+            |c| c.cwd = "relative".into(),
+            |c| c.cwd = "/work/../etc".into(),
+            |c| c.env.push(("A=B".into(), "x".into())),
+            |c| c.args.push("nul\0byte".into()),
+        ];
+        for break_it in cases {
+            let mut cmd = ok.clone();
+            break_it(&mut cmd);
+            assert!(validate(&cmd, &Limits::test()).is_err(), "{cmd:?}");
+        }
+        let no_time = Limits {
+            wall: Duration::ZERO,
+            ..Limits::test()
+        };
+        assert!(validate(&ok, &no_time).is_err());
+    }
+
+    #[test]
+    fn rlimits_back_up_what_cgroups_do_not_enforce() {
+        let cgroups = Enforcement {
+            memory: Mechanism::CgroupV1,
+            tasks: Mechanism::CgroupV1,
+            cpu: Mechanism::CgroupV2,
+            kill: Mechanism::CgroupV2,
+        };
+        let limits = Limits::test();
+        assert_eq!(
+            rlimits(&cgroups, &limits),
+            [("-c", 0), ("-St", 11), ("-Ht", 12)]
+        );
+        let none = Enforcement {
+            memory: Mechanism::Rlimit,
+            tasks: Mechanism::Rlimit,
+            cpu: Mechanism::Rlimit,
+            kill: Mechanism::PidNamespace,
+        };
+        assert_eq!(
+            rlimits(&none, &limits),
+            [
+                ("-c", 0),
+                ("-St", 10),
+                ("-Ht", 11),
+                ("-v", 512 * 1024),
+                ("-u", 2048)
+            ]
+        );
+    }
+}
