@@ -68,6 +68,14 @@ pub fn poll_with<F: Future + ?Sized>(future: Pin<&mut F>, waker: &Waker) -> Poll
     future.poll(&mut Context::from_waker(waker))
 }
 
+/// The CPU time the calling thread has used so far (from `/proc/thread-self/schedstat`), or `None`
+/// where that file cannot be read (then callers skip their CPU check).
+pub fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
 /// Wakes a fresh clone of `waker` by value: the path `waker.clone().wake()` takes through a waker's
 /// `clone` and `wake` (consuming) functions, which `wake_by_ref` skips.
 pub fn wake_a_clone(waker: &Waker) {

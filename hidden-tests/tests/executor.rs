@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::future;
 use hidden_tests::{
-    run_until_stalled_with_watchdog, run_with_watchdog, self_waking, wake_a_clone, with_watchdog,
-    Counter, Gate, Log, HANG_SECS,
+    run_until_stalled_with_watchdog, run_with_watchdog, self_waking, thread_cpu_time, wake_a_clone,
+    with_watchdog, Counter, Gate, Log, HANG_SECS,
 };
 use runtime::executor::{
     new_executor_and_spawner, new_executor_and_spawner_with_capacity, SpawnError, MAX_QUEUED_TASKS,
@@ -77,6 +77,44 @@ fn executor_run_waits_for_a_wake_from_another_thread() {
     ));
     assert_eq!(done.get(), 1, "run returned before the woken task finished");
     assert_eq!(gate.polls(), 2);
+}
+
+/// Targets a `run` that spins (busy-polls its queue) while no task is ready: the only task waits
+/// for a gate that a helper thread opens one second after the task's first poll. A blocked `run`
+/// thread uses almost no CPU meanwhile; a spinning one gets far more than 100 ms of that second
+/// even on a loaded machine. (The CPU time comes from /proc; where it is unavailable, only the
+/// result is checked.)
+#[test]
+fn executor_run_blocks_without_spinning() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let gate = Gate::new();
+    let done = Counter::new();
+    let (wait, finished) = (gate.wait(), done.clone());
+    spawner.spawn(async move {
+        wait.await;
+        finished.bump();
+    });
+    drop(spawner);
+    let opener = gate.clone();
+    thread::spawn(move || {
+        if opener.wait_for_polls(1, WAIT) {
+            thread::sleep(Duration::from_secs(1));
+            opener.open();
+        }
+    });
+    let cpu = with_watchdog(HANG_SECS, "run() waiting for a wake", move || {
+        let before = thread_cpu_time();
+        executor.run();
+        Some(thread_cpu_time()? - before?)
+    });
+    assert_eq!(done.get(), 1, "run returned before the woken task finished");
+    if let Some(cpu) = cpu {
+        assert!(
+            cpu < Duration::from_millis(100),
+            "run() used {cpu:?} of CPU while waiting about 1 s for a wake: it spins instead of \
+             blocking"
+        );
+    }
 }
 
 /// Targets a `run` that returns when its queue is empty although a spawner is still alive: `run`
