@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use grader::assembly::{self, Suite};
 use grader::engine::{Config, Engine, Input, Mode};
-use grader::solutions::discover;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -75,13 +74,12 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(5);
-    let reference = discover(&repo())
-        .unwrap()
-        .into_iter()
-        .find(|s| s.name == "reference")
-        .unwrap();
     let src = tempfile::tempdir().unwrap();
-    reference.materialize(src.path()).unwrap();
+    grader::solutions::copy_sources(
+        &repo().join("solutions/reference/src"),
+        &src.path().join("src"),
+    )
+    .unwrap();
     let files: std::collections::BTreeMap<String, String> = walkdir::WalkDir::new(src.path())
         .into_iter()
         .filter_map(Result::ok)
