@@ -18,7 +18,9 @@ use crate::report::{
 };
 use crate::rubric::{Rubric, RubricError};
 use crate::runner::{self, Check};
-use crate::sandbox::{JobDir, Limits, RunResult, Sandbox, SandboxCommand, SandboxError, Toolchain};
+use crate::sandbox::{
+    JobDir, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError, Toolchain,
+};
 
 /// Where the warm target folder appears inside the sandbox.
 const WARM_MOUNT: &str = "/opt/warm-target";
@@ -704,8 +706,14 @@ fn reject(mut report: Report, e: &IntakeError) -> Report {
 
 fn build_failure_message(built: &RunResult, diagnostics: &[Diagnostic]) -> String {
     if let Some(limit) = built.limit_hit {
+        let what = match limit {
+            LimitKind::Wall => "its time limit",
+            LimitKind::Cpu => "its CPU-time limit",
+            LimitKind::Memory => "its memory limit",
+            LimitKind::Tasks => "its limit on processes and threads",
+        };
         return format!(
-            "The build was stopped: it hit the {limit:?} limit. Very deep recursion in macros or const \
+            "The build was stopped: it hit {what}. Very deep macro recursion or endless constant \
              evaluation can cause this."
         );
     }

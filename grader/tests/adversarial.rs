@@ -1,0 +1,88 @@
+//! Hostile submissions against the whole pipeline (the sandbox's and the intake's own adversarial
+//! suites live in `sandbox.rs`, `archive.rs` and `policy.rs`): what the compiler itself must refuse,
+//! and what only the build limits can stop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use grader::assembly::RUNTIME_TOML;
+use grader::engine::{Config, Engine, Input, Mode};
+use grader::report::Status;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("GRADER_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/runtime-grader"))
+}
+
+fn crate_with_lib(lib: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/lib.rs"), lib).unwrap();
+    dir
+}
+
+/// The policy refuses `unsafe` too, but the grader's Cargo.toml is the wall that holds even without
+/// it: `forbid` cannot be lifted by an inner `#![allow(unsafe_code)]`.
+#[test]
+fn forbid_unsafe_in_the_graders_manifest_cannot_be_lifted() {
+    let dir = crate_with_lib(
+        "#![allow(unsafe_code)]\npub fn peek() -> u8 { unsafe { *(&1u8 as *const u8) } }\n",
+    );
+    std::fs::write(dir.path().join("Cargo.toml"), RUNTIME_TOML).unwrap();
+    std::fs::copy(
+        repo().join("exercise-template/Cargo.lock"),
+        dir.path().join("Cargo.lock"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--offline", "--locked"])
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("forbid-unsafe"),
+        )
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("allow(unsafe_code) incompatible with previous forbid"),
+        "{stderr}"
+    );
+}
+
+/// Constant evaluation that never ends (with the compiler's long-running lint silenced) is stopped by
+/// the build's wall-clock limit, reported as such, and the grader goes on serving.
+#[test]
+fn a_compile_time_bomb_is_stopped_by_the_build_limit() {
+    let mut config = Config::new(data_dir(), repo().join("hidden-tests"));
+    config.build_limits.wall = Duration::from_secs(20);
+    config.build_limits.cpu = Duration::from_secs(20);
+    let engine = Engine::new(config).unwrap();
+    let dir = crate_with_lib(
+        "#![allow(long_running_const_eval)]\n\
+         pub const FOREVER: u64 = { let mut i = 1u64; loop { i = i.wrapping_add(1); if i == 0 { break i; } } };\n",
+    );
+    let report = engine
+        .grade(Input::Path(dir.path()), Mode::Hidden, &|_| {})
+        .unwrap();
+    assert_eq!(report.status, Status::BuildFailed, "{report:#?}");
+    let message = report.message.unwrap();
+    assert!(message.contains("limit"), "{message}");
+    assert_eq!(report.score, 0);
+
+    let after = engine
+        .grade(
+            Input::Path(&repo().join("solutions/reference")),
+            Mode::Hidden,
+            &|_| {},
+        )
+        .unwrap();
+    assert_eq!(after.score, 100, "the grader keeps serving after a bomb");
+}
