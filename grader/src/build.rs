@@ -92,6 +92,9 @@ const API: &[(&str, &str)] = &[
     ("run", "`Executor::run` must be `pub fn run(&self)`"),
 ];
 
+const SPECIFIC: &str = "API mismatch with the exercise spec: ";
+const GENERAL: &str = "the grader's tests do not compile against your crate";
+
 /// Explains a compile error inside the hidden tests in terms of the spec, without showing the
 /// hidden source: the spec item named on the failing line, or a general statement.
 fn api_mismatch(source_line: &str, compiler: &str) -> String {
@@ -104,12 +107,9 @@ fn api_mismatch(source_line: &str, compiler: &str) -> String {
         })
     });
     match item {
-        Some((_, expected)) => format!(
-            "API mismatch with the exercise spec: {expected} (the compiler said: {compiler})"
-        ),
+        Some((_, expected)) => format!("{SPECIFIC}{expected} (the compiler said: {compiler})"),
         None => format!(
-            "API mismatch with the exercise spec: the grader's tests do not compile against your crate \
-             (the compiler said: {compiler}); check every signature against the spec"
+            "{SPECIFIC}{GENERAL} (the compiler said: {compiler}); check every signature against the spec"
         ),
     }
 }
@@ -213,6 +213,12 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
             }
             _ => {}
         }
+    }
+    // A named spec item says more than "the tests do not compile"; keep the general statement only
+    // when nothing more precise was found.
+    let named = |m: &str| m.starts_with(SPECIFIC) && !m.contains(GENERAL);
+    if out.diagnostics.iter().any(|d| named(&d.message)) {
+        out.diagnostics.retain(|d| !d.message.contains(GENERAL));
     }
     out
 }

@@ -5,6 +5,8 @@
 //! Every helper here is correct by construction, so that a failing hidden test always points at
 //! the student's crate. Each test runs alone in its own process.
 
+mod api;
+
 use std::any::Any;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
