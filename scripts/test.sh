@@ -26,4 +26,4 @@ echo "== preparing the grader (toolchain copy, vendored crates, warm build cache
 cargo run --locked --quiet -p grader -- setup
 
 echo "== tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
