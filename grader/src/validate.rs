@@ -120,13 +120,14 @@ pub fn summarise(s: &Solution, reports: &[Report]) -> Row {
 /// runs, with `*` where it varied between runs), the total and the verdict.
 pub fn render(rows: &[Row]) -> String {
     let short = |c: &str| -> String { c.chars().take(8).collect() };
-    let mut out = format!("{:<34}", "solution");
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(8);
+    let mut out = format!("{:<width$}", "solution");
     for c in CATEGORIES {
         let _ = write!(out, " {:>9}", short(c));
     }
     let _ = writeln!(out, " {:>9}  verdict", "total");
     for r in rows {
-        let _ = write!(out, "{:<34}", r.name);
+        let _ = write!(out, "{:<width$}", r.name);
         for c in CATEGORIES {
             let cell = match r.categories.get(c) {
                 Some(&(low, high, max)) => {
