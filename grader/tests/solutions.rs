@@ -24,7 +24,9 @@ fn crate_of(solution: &Solution) -> tempfile::TempDir {
     )
     .unwrap();
     for (path, contents) in PUBLIC_TESTS {
-        std::fs::write(dir.path().join(path), contents).unwrap();
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
     }
     dir
 }
