@@ -441,36 +441,3 @@ pub fn self_waking(pending_polls: usize, polls: Counter) -> impl Future<Output =
         }
     })
 }
-
-/// Compile-time checks of the bounds the spec promises; a missing bound fails the whole build.
-const _: fn() = || {
-    use runtime::custom_future::{CountdownFuture, ManualFuture, ManualHandle, MapFuture};
-    use runtime::executor::{Metrics, Priority, SpawnError, Spawner};
-    use runtime::{custom_future, timer};
-
-    fn send_static<T: Send + 'static>() {}
-    fn unpin<T: Unpin>() {}
-    fn send_sync_clone<T: Send + Sync + Clone>() {}
-    fn value_type<T: std::fmt::Debug + Copy + Eq + Default>() {}
-    fn error<T: std::error::Error + std::fmt::Debug + Copy + Eq + Send + Sync + 'static>() {}
-    fn hash<T: std::hash::Hash>() {}
-    fn send_static_value<T: Send + 'static>(_: &T) {}
-
-    type Boxed = Pin<Box<dyn Future<Output = u8> + Send>>;
-    send_static::<CountdownFuture>();
-    send_static::<custom_future::TimerFuture>();
-    send_static::<ManualFuture<String>>();
-    send_static::<ManualHandle<String>>();
-    unpin::<ManualFuture<String>>();
-    send_static::<MapFuture<Boxed, fn(u8) -> u16>>();
-    // An async block is not `Unpin`: `MapFuture` must take it anyway.
-    send_static_value(&MapFuture::new(async { 1u8 }, |x: u8| u16::from(x)));
-    send_static::<timer::TimerFuture>();
-    send_static::<timer::FirstTimer>();
-    send_static::<Executor>();
-    send_sync_clone::<Spawner>();
-    value_type::<Priority>();
-    hash::<Priority>();
-    value_type::<Metrics>();
-    error::<SpawnError>();
-};

@@ -97,9 +97,10 @@ fn metrics_time_the_polls() {
 }
 
 /// Targets counters that count futures dropped at shutdown as completed, count refused spawns,
-/// or miss polls made by `run`: two tasks finish, one is still waiting when a fourth task shuts
-/// the executor down (and finishes); that makes 4 spawns, 3 completions (the waiting task's future
-/// is dropped, not completed) and 4 polls, and a spawn refused after the shutdown changes nothing.
+/// or miss polls made by `run`: two tasks finish and one waits (3 polls, in any order); then a
+/// fourth task shuts the executor down (and finishes) during `run`. That makes 4 spawns,
+/// 3 completions (the waiting task's future is dropped, not completed) and 4 polls, and a spawn
+/// refused after the shutdown changes nothing.
 #[test]
 fn metrics_ignore_dropped_tasks_and_refused_spawns() {
     let (executor, spawner) = new_executor_and_spawner();
@@ -108,6 +109,8 @@ fn metrics_ignore_dropped_tasks_and_refused_spawns() {
     spawner.spawn(self_waking(0, task_polls.clone()));
     let gate = Gate::new();
     spawner.spawn(gate.wait());
+    let (executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(polls, 3);
     let closer = spawner.clone();
     spawner.spawn(async move { closer.shutdown() });
     let executor = run_with_watchdog(executor, "run()");

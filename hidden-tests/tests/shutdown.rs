@@ -1,8 +1,9 @@
 //! Category `shutdown` (exercise 2.4): after `shutdown()` spawns fail, `run` and
 //! `run_until_stalled` stop after the poll in progress, and every unfinished task's future is
 //! dropped before that call returns (or by the end of the next call). Every test keeps a spawner
-//! alive, so that only the shutdown can end `run`.
+//! alive, so that only the shutdown can end `run`; none depends on the order of ready tasks.
 
+use std::future::Future;
 use std::sync::mpsc;
 use std::task::Poll;
 use std::thread;
@@ -11,42 +12,62 @@ use std::time::Duration;
 use futures::future;
 use hidden_tests::{
     on_drop, panic_message_of, run_until_stalled_with_watchdog, run_with_watchdog, with_watchdog,
-    Counter, Flag, Gate, Log, HANG_SECS,
+    Flag, Gate, Log, HANG_SECS,
 };
 use runtime::executor::{new_executor_and_spawner, Priority, SpawnError, Spawner};
 
 const WAIT: Duration = Duration::from_secs(HANG_SECS);
 
-/// A task that counts its polls and never finishes (it keeps its waker in `gate`), and whose future
-/// sets `dropped` when its destructor runs.
+/// The names of the tasks in the order of their polls.
+type Polls = Log<&'static str>;
+
+/// A task that logs its polls under `name` and never finishes (it keeps its waker in `gate`), and
+/// whose future sets `dropped` when its destructor runs.
 fn unfinished(
+    name: &'static str,
     gate: &Gate,
-    polls: &Counter,
+    polls: &Polls,
     dropped: &Flag,
-) -> impl std::future::Future<Output = ()> {
-    let (wait, polls, guard) = (gate.wait(), polls.clone(), dropped.set_on_drop());
-    async move {
-        let _guard = guard;
-        polls.bump();
-        wait.await;
-        unreachable!("the gate is never opened");
-    }
+) -> impl Future<Output = ()> {
+    let (mut wait, polls, guard) = (gate.wait(), polls.clone(), dropped.set_on_drop());
+    future::poll_fn(move |cx| {
+        let _ = &guard;
+        polls.push(name);
+        std::pin::Pin::new(&mut wait).poll(cx)
+    })
 }
 
-/// A task that shuts the executor down on its first poll, wakes itself and returns `Pending`.
+/// A task that logs its polls under `name`, shuts the executor down on its first poll, wakes
+/// itself and returns `Pending` (so that it is ready again, and must not be polled again).
 fn shutting_down(
+    name: &'static str,
     spawner: &Spawner,
-    polls: &Counter,
+    polls: &Polls,
     dropped: &Flag,
-) -> impl std::future::Future<Output = ()> {
+) -> impl Future<Output = ()> {
     let (spawner, polls, guard) = (spawner.clone(), polls.clone(), dropped.set_on_drop());
     future::poll_fn(move |cx| {
         let _ = &guard;
-        polls.bump();
+        polls.push(name);
         spawner.shutdown();
         cx.waker().wake_by_ref();
         Poll::Pending
     })
+}
+
+/// Asserts that `name` made the last poll, and that it was polled exactly once.
+fn assert_last_poll_was(polls: &Polls, name: &str) {
+    let polls = polls.entries();
+    assert_eq!(
+        polls.last().copied(),
+        Some(name),
+        "a task was polled after the shutdown (polls: {polls:?})"
+    );
+    assert_eq!(
+        polls.iter().filter(|p| **p == name).count(),
+        1,
+        "polls: {polls:?}"
+    );
 }
 
 /// Targets spawns that still succeed after shutdown, or a `spawn` that does not panic with a
@@ -56,8 +77,8 @@ fn shutting_down(
 #[test]
 fn shutdown_makes_every_spawn_fail() {
     let (executor, spawner) = new_executor_and_spawner();
-    let (polls, dropped) = (Counter::new(), Flag::new());
-    spawner.spawn(unfinished(&Gate::new(), &polls, &dropped));
+    let (polls, dropped) = (Polls::new(), Flag::new());
+    spawner.spawn(unfinished("task", &Gate::new(), &polls, &dropped));
     let clone = spawner.clone();
     thread::spawn(move || clone.shutdown())
         .join()
@@ -84,22 +105,25 @@ fn shutdown_makes_every_spawn_fail() {
             "run() returned before dropping the unfinished task"
         );
     });
-    assert_eq!(polls.get(), 0, "run() polled a task after shutdown");
+    assert!(
+        polls.entries().is_empty(),
+        "run() polled a task after shutdown"
+    );
 }
 
-/// Targets a shutdown that `run` notices late or that leaves futures alive: the first task waits
-/// for a gate, the second shuts the executor down during its poll (and wakes itself), the third
-/// is still in the ready queue. `run` must return after the second task's poll, without polling
-/// anything else, and must have dropped all three futures by then.
+/// Targets a shutdown that `run` notices late or that leaves futures alive: of three tasks, one
+/// waits for a gate, one shuts the executor down during its poll (and wakes itself, so it is ready
+/// again), and one waits for another gate. Whatever order they are polled in, `run` must return
+/// right after the shutting-down poll, without polling anything after it, and must have dropped
+/// all three futures by then.
 #[test]
 fn shutdown_inside_a_task_stops_run_and_drops_every_future() {
     let (executor, spawner) = new_executor_and_spawner();
-    let gates = [Gate::new(), Gate::new()];
-    let polls = [Counter::new(), Counter::new(), Counter::new()];
+    let polls = Polls::new();
     let dropped = [Flag::new(), Flag::new(), Flag::new()];
-    spawner.spawn(unfinished(&gates[0], &polls[0], &dropped[0]));
-    spawner.spawn(shutting_down(&spawner, &polls[1], &dropped[1]));
-    spawner.spawn(unfinished(&gates[1], &polls[2], &dropped[2]));
+    spawner.spawn(unfinished("first", &Gate::new(), &polls, &dropped[0]));
+    spawner.spawn(shutting_down("shutdown", &spawner, &polls, &dropped[1]));
+    spawner.spawn(unfinished("third", &Gate::new(), &polls, &dropped[2]));
     let seen = dropped.clone();
     with_watchdog(
         HANG_SECS,
@@ -108,18 +132,13 @@ fn shutdown_inside_a_task_stops_run_and_drops_every_future() {
             executor.run();
             let seen: Vec<bool> = seen.iter().map(Flag::is_set).collect();
             assert_eq!(
-            seen,
-            [true; 3],
-            "run() must drop every unfinished future (waiting, polled, queued) before returning"
-        );
+                seen, [true; 3],
+                "run() must drop every unfinished future (waiting, just polled, queued) before it \
+             returns"
+            );
         },
     );
-    let polls: Vec<usize> = polls.iter().map(Counter::get).collect();
-    assert_eq!(
-        polls,
-        [1, 1, 0],
-        "only the polls before the shutdown may happen"
-    );
+    assert_last_poll_was(&polls, "shutdown");
     drop(spawner);
 }
 
@@ -130,8 +149,8 @@ fn shutdown_inside_a_task_stops_run_and_drops_every_future() {
 fn shutdown_from_another_thread_wakes_a_blocked_run() {
     let (executor, spawner) = new_executor_and_spawner();
     let gate = Gate::new();
-    let (polls, dropped) = (Counter::new(), Flag::new());
-    spawner.spawn(unfinished(&gate, &polls, &dropped));
+    let (polls, dropped) = (Polls::new(), Flag::new());
+    spawner.spawn(unfinished("task", &gate, &polls, &dropped));
     let (clone, watched) = (spawner.clone(), gate.clone());
     thread::spawn(move || {
         if watched.wait_for_polls(1, WAIT) {
@@ -150,7 +169,7 @@ fn shutdown_from_another_thread_wakes_a_blocked_run() {
             );
         },
     );
-    assert_eq!(polls.get(), 1);
+    assert_eq!(polls.entries(), ["task"]);
     drop(spawner);
 }
 
@@ -160,13 +179,17 @@ fn shutdown_from_another_thread_wakes_a_blocked_run() {
 #[test]
 fn shutdown_while_idle_drops_futures_in_the_next_call() {
     let (executor, spawner) = new_executor_and_spawner();
-    let gates = [Gate::new(), Gate::new()];
-    let polls = [Counter::new(), Counter::new()];
+    let polls = Polls::new();
     let dropped = [Flag::new(), Flag::new()];
-    spawner.spawn(unfinished(&gates[0], &polls[0], &dropped[0]));
+    spawner.spawn(unfinished("waiting", &Gate::new(), &polls, &dropped[0]));
     let (executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
     assert_eq!(made, 1);
-    spawner.spawn(unfinished(&gates[1], &polls[1], &dropped[1]));
+    spawner.spawn(unfinished(
+        "never polled",
+        &Gate::new(),
+        &polls,
+        &dropped[1],
+    ));
     spawner.shutdown();
     let (executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
     assert_eq!(made, 0, "run_until_stalled() polled after shutdown");
@@ -175,14 +198,14 @@ fn shutdown_while_idle_drops_futures_in_the_next_call() {
         "run_until_stalled() after shutdown must drop every unfinished future"
     );
     drop(run_with_watchdog(executor, "run() after shutdown"));
-    assert_eq!(polls[1].get(), 0);
+    assert_eq!(polls.entries(), ["waiting"]);
     drop(spawner);
 }
 
-/// Targets a `run` that polls on after a shutdown made from another thread *during* a poll: the
-/// first task's poll has another thread call `shutdown()` and waits for it (up to 5 s), then wakes
-/// itself and returns `Pending`; the second task is ready. `run` must return without polling either
-/// task again.
+/// Targets a `run` that polls on after a shutdown made from another thread *during* a poll: one
+/// task's poll has another thread call `shutdown()` and waits for it (up to 5 s), then wakes itself
+/// and returns `Pending`; another task waits for a gate. Whatever order they are polled in, `run`
+/// must return right after the shutting-down poll, and drop both futures.
 #[test]
 fn shutdown_during_a_poll_ends_run_after_that_poll() {
     let (executor, spawner) = new_executor_and_spawner();
@@ -195,18 +218,18 @@ fn shutdown_during_a_poll_ends_run_after_that_poll() {
             let _ = done_tx.send(());
         }
     });
-    let polls = [Counter::new(), Counter::new()];
+    let polls = Polls::new();
     let dropped = [Flag::new(), Flag::new()];
-    let (first_polls, guard) = (polls[0].clone(), dropped[0].set_on_drop());
+    let (logged, guard) = (polls.clone(), dropped[0].set_on_drop());
     spawner.spawn(future::poll_fn(move |cx| {
         let _ = &guard;
-        first_polls.bump();
+        logged.push("shutdown");
         let _ = request_tx.send(());
         let _ = done_rx.recv_timeout(WAIT);
         cx.waker().wake_by_ref();
         Poll::Pending
     }));
-    spawner.spawn(unfinished(&Gate::new(), &polls[1], &dropped[1]));
+    spawner.spawn(unfinished("waiting", &Gate::new(), &polls, &dropped[1]));
     let seen = dropped.clone();
     with_watchdog(2 * HANG_SECS, "run() shut down during a poll", move || {
         executor.run();
@@ -215,8 +238,7 @@ fn shutdown_during_a_poll_ends_run_after_that_poll() {
             "run() must drop every unfinished future before returning"
         );
     });
-    let polls: Vec<usize> = polls.iter().map(Counter::get).collect();
-    assert_eq!(polls, [1, 0]);
+    assert_last_poll_was(&polls, "shutdown");
     drop(spawner);
 }
 
@@ -236,7 +258,12 @@ fn shutdown_destructor_spawning_gets_shutdown_error() {
             wait.await;
         });
     }
-    spawner.spawn(shutting_down(&spawner, &Counter::new(), &Flag::new()));
+    spawner.spawn(shutting_down(
+        "shutdown",
+        &spawner,
+        &Polls::new(),
+        &Flag::new(),
+    ));
     drop(run_with_watchdog(
         executor,
         "run() dropping futures that spawn",
