@@ -9,8 +9,10 @@ mod api;
 
 use std::any::Any;
 use std::future::Future;
+use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
+use std::process;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -27,6 +29,10 @@ pub const HANG_SECS: u64 = 5;
 /// Runs `body` on its own thread and returns its result; a panic in `body` is re-raised here, and
 /// a body that has not finished after `secs` seconds fails the test as a hang (a deadlock or a lost
 /// wake) instead of blocking the test process until the grader kills it.
+///
+/// A hang ends the whole process (exit code 101, a failure) rather than panicking: unwinding would
+/// drop the test's spawners, wakers and executors, whose destructors may block on the very lock
+/// that the hung thread holds.
 pub fn with_watchdog<T: Send + 'static>(
     secs: u64,
     what: &str,
@@ -40,9 +46,15 @@ pub fn with_watchdog<T: Send + 'static>(
     match outcome.recv_timeout(Duration::from_secs(secs)) {
         Ok(Ok(value)) => value,
         Ok(Err(payload)) => panic::resume_unwind(payload),
-        Err(RecvTimeoutError::Timeout) => panic!(
-            "hang: {what} did not finish within {secs} s (a deadlock, or a wake that was lost)"
-        ),
+        Err(RecvTimeoutError::Timeout) => {
+            // Straight to the process's stderr: libtest's capture of `eprintln!` is never flushed
+            // when the process exits.
+            let _ = writeln!(
+                io::stderr(),
+                "hang: {what} did not finish within {secs} s (a deadlock, or a wake that was lost)"
+            );
+            process::exit(101)
+        }
         Err(RecvTimeoutError::Disconnected) => unreachable!("the watchdog's body always reports"),
     }
 }
