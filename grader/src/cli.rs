@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::engine::{Config, Engine, Input, Mode, Progress};
+use crate::engine::{Config, Engine, Input, Mode, Progress, DEFAULT_DATA_DIR};
 use crate::report::{Outcome, Report, Status};
 use crate::validate;
 
@@ -19,7 +19,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "GRADER_DATA_DIR",
-        default_value = "/var/lib/runtime-grader",
+        default_value = DEFAULT_DATA_DIR,
         global = true
     )]
     pub data_dir: PathBuf,

@@ -22,6 +22,8 @@ use crate::sandbox::{
     JobDir, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError, Toolchain,
 };
 
+/// The data folder when none is configured.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/runtime-grader";
 /// Where the warm target folder appears inside the sandbox.
 const WARM_MOUNT: &str = "/opt/warm-target";
 /// The student's benchmark binary, which the grader leaves out.

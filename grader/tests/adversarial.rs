@@ -2,23 +2,16 @@
 //! suites live in `sandbox.rs`, `archive.rs` and `policy.rs`): what the compiler itself must refuse,
 //! and what only the build limits can stop.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::repo;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use grader::assembly::RUNTIME_TOML;
-use grader::engine::{Config, Engine, Input, Mode};
+use grader::engine::{Engine, Input, Mode};
 use grader::report::Status;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("GRADER_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/runtime-grader"))
-}
 
 fn crate_with_lib(lib: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -61,7 +54,7 @@ fn forbid_unsafe_in_the_graders_manifest_cannot_be_lifted() {
 /// the build's wall-clock limit, reported as such, and the grader goes on serving.
 #[test]
 fn a_compile_time_bomb_is_stopped_by_the_build_limit() {
-    let mut config = Config::new(data_dir(), repo().join("hidden-tests"));
+    let mut config = common::config(repo().join("hidden-tests"));
     config.build_limits.wall = Duration::from_secs(20);
     config.build_limits.cpu = Duration::from_secs(20);
     let engine = Engine::new(config).unwrap();

@@ -6,27 +6,18 @@
 //! Needs root and bubblewrap (the README's test command provides both) and uses the grader's data
 //! folder (`GRADER_DATA_DIR`, default /var/lib/runtime-grader), prepared once and shared.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::repo;
+
+use std::path::Path;
 use std::sync::OnceLock;
 
-use grader::engine::{Config, Engine, Input, Mode, Progress};
+use grader::engine::{Engine, Input, Mode, Progress};
 use grader::report::{Outcome, Report, Status};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("GRADER_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/runtime-grader"))
-}
 
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        Engine::new(Config::new(data_dir(), repo().join("hidden-tests"))).expect("engine")
-    })
+    ENGINE.get_or_init(|| Engine::new(common::config(repo().join("hidden-tests"))).expect("engine"))
 }
 
 /// A copy of the reference's sources with `edit` applied to one file.
@@ -276,7 +267,7 @@ fn floods_output() {
 #[test]
 fn each_outcome_comes_from_the_process_fate_not_its_output() {
     let suite = outcome_suite();
-    let engine = Engine::new(Config::new(data_dir(), suite.path().to_path_buf())).unwrap();
+    let engine = Engine::new(common::config(suite.path().to_path_buf())).unwrap();
     let report = grade(&engine, &repo().join("solutions/reference"));
     assert_eq!(report.status, Status::Graded, "{report:#?}");
     let get = |name: &str| report.tests.iter().find(|t| t.name == name).unwrap();

@@ -3,15 +3,14 @@
 //! the template compiles and fails every public test, every correct solution passes them all, and every
 //! buggy variant compiles.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::repo;
+
+use std::path::Path;
 use std::process::Command;
 
 use grader::assembly::{PUBLIC_TESTS, RUNTIME_TOML};
 use grader::solutions::{discover, Expect, Solution};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// Materialises `solution` as a standalone crate with the public tests injected.
 fn crate_of(solution: &Solution) -> tempfile::TempDir {
@@ -31,10 +30,11 @@ fn crate_of(solution: &Solution) -> tempfile::TempDir {
     dir
 }
 
-/// Runs cargo offline in `dir` with a target folder shared by every solution (same package, same
-/// dependencies: only the crate itself recompiles).
-fn cargo(dir: &Path, args: &[&str]) -> std::process::Output {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("solutions-check");
+/// Runs cargo offline in `dir` with the target folder `target`, shared by the solutions one test
+/// checks in turn (same package, same dependencies: only the crate itself recompiles). Tests that run
+/// at once need their own: every solution's artifacts have the same names.
+fn cargo(dir: &Path, target: &str, args: &[&str]) -> std::process::Output {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join(target);
     let (subcommand, rest) = args.split_first().unwrap();
     Command::new(env!("CARGO"))
         .arg(subcommand)
@@ -79,13 +79,17 @@ fn template_compiles_and_fails_every_public_test() {
         panic!("one template")
     };
     let dir = crate_of(template);
-    let build = cargo(dir.path(), &["build", "--all-targets"]);
+    let build = cargo(dir.path(), "template", &["build", "--all-targets"]);
     assert!(
         build.status.success(),
         "template must compile:\n{}",
         String::from_utf8_lossy(&build.stderr)
     );
-    let test = cargo(dir.path(), &["test", "--lib", "--", "--test-threads=2"]);
+    let test = cargo(
+        dir.path(),
+        "template",
+        &["test", "--lib", "--", "--test-threads=2"],
+    );
     let stdout = String::from_utf8_lossy(&test.stdout);
     let (passed, failed) = counts(&stdout);
     assert_eq!(
@@ -109,7 +113,7 @@ fn correct_solutions_pass_every_public_test() {
     );
     for s in &correct {
         let dir = crate_of(s);
-        let test = cargo(dir.path(), &["test", "--lib"]);
+        let test = cargo(dir.path(), "correct", &["test", "--lib"]);
         let stdout = String::from_utf8_lossy(&test.stdout);
         let (passed, failed) = counts(&stdout);
         assert!(
@@ -118,7 +122,7 @@ fn correct_solutions_pass_every_public_test() {
             s.name,
             String::from_utf8_lossy(&test.stderr)
         );
-        let demo = cargo(dir.path(), &["run", "--bin", "runtime_demo"]);
+        let demo = cargo(dir.path(), "correct", &["run", "--bin", "runtime_demo"]);
         assert!(
             demo.status.success(),
             "{}: runtime_demo must exit 0",
@@ -137,7 +141,7 @@ fn every_buggy_variant_compiles() {
     );
     for s in &buggy {
         let dir = crate_of(s);
-        let build = cargo(dir.path(), &["build", "--all-targets"]);
+        let build = cargo(dir.path(), "buggy", &["build", "--all-targets"]);
         assert!(
             build.status.success(),
             "{} must compile:\n{}",

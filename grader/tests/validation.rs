@@ -2,22 +2,20 @@
 //! every buggy variant loses points in its declared category in every run, in the real sandbox.
 //! Runs per solution: `GRADER_VALIDATE_RUNS` (default 2 here; `grader validate` defaults to 10).
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::repo;
 
-use grader::engine::{Config, Engine};
+use grader::engine::Engine;
 use grader::validate;
 
 #[test]
 fn every_solution_gets_what_it_must() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let data = std::env::var_os("GRADER_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/runtime-grader"));
+    let repo = repo();
     let runs = std::env::var("GRADER_VALIDATE_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(2);
-    let engine = Engine::new(Config::new(data, repo.join("hidden-tests"))).unwrap();
+    let engine = Engine::new(common::config(repo.join("hidden-tests"))).unwrap();
     let rows = validate::run(&engine, &repo, runs, None, &|row| {
         eprintln!("{}: {:?}", row.name, row.problem)
     })
