@@ -690,6 +690,10 @@ fn base_env() -> Vec<(String, String)> {
         ("CARGO_HOME", "/tmp/cargo-home"),
         ("CARGO_TARGET_DIR", "/work/target"),
         ("RUST_BACKTRACE", "0"),
+        // glibc reserves a malloc arena per thread; where memory is capped as address space (the
+        // sandbox's rlimit fallback) a thread-per-timer design would run out of it long before
+        // using real memory.
+        ("MALLOC_ARENA_MAX", "2"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
