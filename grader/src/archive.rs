@@ -4,8 +4,9 @@
 //! Nothing is ever extracted: archives are decompressed in memory through byte budgets that abort as
 //! soon as a limit is passed (bombs never get decompressed in full), and a directory is only read.
 //! Anything that could make writing the files out dangerous (absolute paths, `..`, links, special
-//! files, odd names, duplicates) refuses the whole upload with a message the student can act on;
-//! harmless extras (`Cargo.toml`, `target/`, READMEs...) are dropped and listed in
+//! files, odd names, paths too deep or too long, a damaged gzip trailer, duplicates) refuses the
+//! whole upload with a message the student can act on, and so does an upload whose sources are all
+//! empty; harmless extras (`Cargo.toml`, `target/`, READMEs...) are dropped and listed in
 //! [`Submission::ignored`].
 
 use std::cell::Cell;
@@ -22,6 +23,13 @@ use walkdir::WalkDir;
 /// Upper bound on the entries looked at in one upload (files, folders, metadata entries), so that an
 /// archive of a million empty entries is refused after a bounded amount of work.
 pub const MAX_ENTRIES: usize = 10_000;
+/// Most folders a path may be nested in (`src/a/b.rs` is 3 components deep).
+pub const MAX_DEPTH: usize = 16;
+/// Longest file or folder name, in bytes: below every file system's limit (255), so that a kept
+/// name can always be written.
+pub const MAX_NAME_BYTES: usize = 100;
+/// Longest path, in bytes, well below `PATH_MAX` once it is placed under a job folder.
+pub const MAX_PATH_BYTES: usize = 512;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -225,9 +233,31 @@ pub enum IntakeError {
         /// The file.
         path: String,
     },
+    /// A path is nested more than [`MAX_DEPTH`] folders deep.
+    #[error(
+        "{path} is nested more than {limit} folders deep; keep your modules in a shallower tree"
+    )]
+    TooDeep {
+        /// The path (shortened if long).
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A file or folder name longer than [`MAX_NAME_BYTES`], or a path longer than
+    /// [`MAX_PATH_BYTES`].
+    #[error("{path} has a name longer than {limit} bytes; use shorter file and folder names")]
+    NameTooLong {
+        /// The path (shortened if long).
+        path: String,
+        /// The limit that was passed.
+        limit: usize,
+    },
     /// The archive has no entries at all.
     #[error("the archive is empty")]
     Empty,
+    /// Every kept source file is empty (or only white space).
+    #[error("nothing to grade: every source file in the upload is empty; upload the crate with your code")]
+    NothingToGrade,
     /// There is no `src/lib.rs` after stripping a wrapping folder.
     #[error("the upload has no src/lib.rs; archive the crate folder (the one containing src/) or src/ itself")]
     MissingLibRs,
@@ -421,6 +451,9 @@ fn intake(source: &mut dyn Source, limits: &Limits) -> Result<Submission, Intake
             .map_err(|_| IntakeError::NonUtf8Content { path: path.clone() })?;
         files.insert(path, source);
     }
+    if files.values().all(|source| source.trim().is_empty()) {
+        return Err(IntakeError::NothingToGrade);
+    }
     let ignored = ignored
         .into_iter()
         .map(|(path, reason)| Ignored {
@@ -567,7 +600,44 @@ fn split_name(name: &str) -> Result<Option<Vec<String>>, IntakeError> {
             path: name.to_owned(),
         });
     }
+    check_shape(&components)?;
     Ok((!components.is_empty()).then_some(components))
+}
+
+/// Refuses a path too deep or with a name too long to be written out safely (a long name would
+/// otherwise fail only when the job folder is written, as an error of the grader).
+fn check_shape(components: &[String]) -> Result<(), IntakeError> {
+    let shown = || shorten(&components.join("/"));
+    if components.len() > MAX_DEPTH {
+        return Err(IntakeError::TooDeep {
+            path: shown(),
+            limit: MAX_DEPTH,
+        });
+    }
+    if components.iter().any(|c| c.len() > MAX_NAME_BYTES) {
+        return Err(IntakeError::NameTooLong {
+            path: shown(),
+            limit: MAX_NAME_BYTES,
+        });
+    }
+    let path_bytes = components.iter().map(|c| c.len() + 1).sum::<usize>();
+    if path_bytes > MAX_PATH_BYTES + 1 {
+        return Err(IntakeError::NameTooLong {
+            path: shown(),
+            limit: MAX_PATH_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// `path` cut to a length that reads well in a message.
+fn shorten(path: &str) -> String {
+    const SHOWN_CHARS: usize = 60;
+    if path.chars().count() <= SHOWN_CHARS {
+        return path.to_owned();
+    }
+    let head: String = path.chars().take(SHOWN_CHARS).collect();
+    format!("{head}...")
 }
 
 fn utf8_name(raw: &[u8]) -> Result<&str, IntakeError> {
@@ -655,7 +725,8 @@ struct TarGz<'a> {
 
 impl TarGz<'_> {
     /// Decompresses the stream once, calling `visit` with each entry's position until it returns
-    /// `Ok(false)`. `visit` also gets the mapping of stream I/O errors to intake errors.
+    /// `Ok(false)`; if it never does, the stream is read to its end, which checks the gzip trailer.
+    /// `visit` also gets the mapping of stream I/O errors to intake errors.
     fn for_each(
         &self,
         mut visit: impl FnMut(
@@ -688,9 +759,12 @@ impl TarGz<'_> {
             }
             let mut entry = entry.map_err(stream_error)?;
             if !visit(position, &mut entry, &stream_error)? {
-                break;
+                return Ok(());
             }
         }
+        // The tar parser stops at its end blocks; the gzip trailer (CRC and length) is checked
+        // only when the decoder reaches the end of the stream.
+        io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(stream_error)?;
         Ok(())
     }
 }
@@ -873,6 +947,7 @@ impl Source for Directory {
                         })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            check_shape(&components)?;
             let kind = item.file_type();
             let path = || components.join("/");
             if kind.is_symlink() {

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use grader::archive::{from_bytes, from_path, IntakeError, Limits, Submission, MAX_ENTRIES};
+use grader::archive::{
+    from_bytes, from_path, IntakeError, Limits, Submission, MAX_DEPTH, MAX_ENTRIES, MAX_NAME_BYTES,
+    MAX_PATH_BYTES,
+};
 use tar::{EntryType, Header};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
@@ -495,6 +498,128 @@ fn a_path_that_is_both_file_and_folder_is_refused() {
         matches!(&error, IntakeError::PathConflict { path } if path == "src/timer.rs"),
         "{error:?}"
     );
+}
+
+/// A `.tar.gz` of regular files whose names may be longer than a tar header holds: `tar` writes
+/// GNU long-name records for them.
+fn tar_gz_long_names(items: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+    for (name, data) in items {
+        let mut header = Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, name, *data).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn a_1000_byte_file_name_is_refused_with_a_short_message() {
+    let name = format!("src/{}.rs", "n".repeat(1000));
+    for (archive, bytes) in [
+        (
+            "sub.tar.gz",
+            tar_gz_long_names(&[("src/lib.rs", LIB), (&name, b"pub fn f() {}")]),
+        ),
+        (
+            "sub.zip",
+            zip_of(&[("src/lib.rs", LIB), (&name, b"pub fn f() {}")]),
+        ),
+    ] {
+        let error = refused(archive, &bytes);
+        assert!(
+            matches!(
+                error,
+                IntakeError::NameTooLong {
+                    limit: MAX_NAME_BYTES,
+                    ..
+                }
+            ),
+            "{archive}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("longer than"), "{message}");
+        assert!(
+            message.len() < 200,
+            "the message repeats the name: {message}"
+        );
+    }
+    // A whole path too long, made of names that are each short enough.
+    let folder = "d".repeat(MAX_NAME_BYTES);
+    let long_path = format!("src/{}x.rs", format!("{folder}/").repeat(MAX_DEPTH - 3));
+    assert!(long_path.len() > MAX_PATH_BYTES);
+    let error = refused(
+        "sub.tar.gz",
+        &tar_gz_long_names(&[("src/lib.rs", LIB), (&long_path, b"")]),
+    );
+    assert!(
+        matches!(
+            error,
+            IntakeError::NameTooLong {
+                limit: MAX_PATH_BYTES,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_file_2000_folders_deep_is_refused() {
+    let deep = format!("src/{}x.rs", "a/".repeat(2000));
+    let bytes = tar_gz_long_names(&[("src/lib.rs", LIB), (&deep, b"pub fn f() {}")]);
+    let error = refused("sub.tar.gz", &bytes);
+    assert!(
+        matches!(
+            error,
+            IntakeError::TooDeep {
+                limit: MAX_DEPTH,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().len() < 200, "{error}");
+}
+
+#[test]
+fn depth_is_limited_at_exactly_max_depth() {
+    let at_limit = format!("src/{}x.rs", "a/".repeat(MAX_DEPTH - 2));
+    let submission = accepted(
+        "sub.tar.gz",
+        &tar_gz_long_names(&[("src/lib.rs", LIB), (&at_limit, b"")]),
+    );
+    assert!(submission.files().contains_key(&at_limit));
+    let past = format!("src/{}x.rs", "a/".repeat(MAX_DEPTH - 1));
+    let error = refused(
+        "sub.tar.gz",
+        &tar_gz_long_names(&[("src/lib.rs", LIB), (&past, b"")]),
+    );
+    assert!(matches!(error, IntakeError::TooDeep { .. }), "{error:?}");
+
+    // The same on disk, where the walk stops at the limit.
+    let temp = tempfile::tempdir().unwrap();
+    write(temp.path(), "src/lib.rs", LIB);
+    write(temp.path(), &format!("src/{}x.rs", "a/".repeat(40)), b"");
+    let error = from_path(temp.path(), &limits()).unwrap_err();
+    assert!(matches!(error, IntakeError::TooDeep { .. }), "{error:?}");
+}
+
+#[test]
+fn a_wrong_gzip_crc_or_length_is_refused() {
+    let good = tar_gz(vec![file("src/lib.rs", LIB)]);
+    accepted("sub.tar.gz", &good);
+    let trailer = good.len() - 8;
+    for (what, at) in [("CRC", trailer), ("length", trailer + 4)] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x01;
+        let error = refused("sub.tar.gz", &bad);
+        assert!(
+            matches!(error, IntakeError::Corrupt { .. }),
+            "{what}: {error:?}"
+        );
+        assert!(error.to_string().contains("damaged"), "{error}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -996,6 +1121,28 @@ fn a_crate_without_src_lib_rs_is_refused() {
         let error = refused("sub.tar.gz", &bytes);
         assert!(matches!(error, IntakeError::MissingLibRs), "{error:?}");
     }
+}
+
+#[test]
+fn a_crate_whose_files_are_all_empty_is_nothing_to_grade() {
+    let bytes = tar_gz(vec![
+        file("src/lib.rs", b""),
+        file("src/executor.rs", b"\n  \n"),
+        file("README.md", b"# my runtime"),
+    ]);
+    let error = refused("sub.tar.gz", &bytes);
+    assert!(matches!(error, IntakeError::NothingToGrade), "{error:?}");
+    assert!(error.to_string().starts_with("nothing to grade"), "{error}");
+    let error = refused("sub.zip", &zip_of(&[("src/lib.rs", b"")]));
+    assert!(matches!(error, IntakeError::NothingToGrade), "{error:?}");
+    // One file with code is enough.
+    accepted(
+        "sub.tar.gz",
+        &tar_gz(vec![
+            file("src/lib.rs", b""),
+            file("src/a.rs", b"fn f() {}"),
+        ]),
+    );
 }
 
 #[test]
