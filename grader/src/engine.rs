@@ -347,17 +347,11 @@ impl Engine {
                 reason: "for your own measurements; the grader neither builds nor runs it".into(),
             });
         }
-        let refused: Vec<_> = policy::check(&files)
-            .into_iter()
-            .filter(|v| !v.message.starts_with("syntax error"))
-            .collect();
+        // A file the policy cannot parse is refused too: what it could not read is never compiled.
+        let refused = policy::check(&files);
         if !refused.is_empty() {
             report.status = Status::Rejected;
-            report.message = Some(format!(
-                "Your code uses {} thing(s) this exercise does not allow; nothing was compiled. \
-                 See the messages below.",
-                refused.len()
-            ));
+            report.message = Some(policy::refusal_message(&refused));
             report.diagnostics = refused
                 .iter()
                 .map(|v| Diagnostic {

@@ -8,10 +8,11 @@
 //! the exit status a trustworthy verdict. `forbid(unsafe_code)` alone is not enough: on this
 //! toolchain a `#[unsafe(naked)]` function made of `naked_asm!` compiles under it.
 //!
-//! A file that does not parse yields one [`Violation`] whose message starts with `syntax error`
-//! ([`Violation::is_syntax_error`]). The engine does not refuse a submission for those: it lets the
-//! compiler report the syntax error as a build failure, and refuses only on the other violations.
-//! Code nested too deeply for the parser's stack is refused before parsing (a normal violation).
+//! A file that does not parse yields one [`Violation`] at the parse error
+//! ([`Violation::is_syntax_error`]), and refuses the submission like any other: code the policy
+//! could not read is never compiled (with a parse error skipped, every rule would be skipped for
+//! that file). Code nested too deeply for the parser's stack is refused before parsing.
+//! [`refusal_message`] sums a refusal up for the student.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,11 +38,12 @@ pub struct Violation {
     pub message: String,
 }
 
-const SYNTAX_ERROR: &str = "syntax error";
+/// How the message of a file that does not parse starts.
+const SYNTAX_ERROR: &str = "this file is not valid Rust syntax";
 
 impl Violation {
-    /// Whether this is a file that did not parse rather than a refusal: the engine leaves those to
-    /// the compiler (a build failure) instead of refusing the submission.
+    /// Whether this is a file that did not parse (refused all the same: what the policy cannot read
+    /// is never compiled) rather than a rule the code breaks.
     pub fn is_syntax_error(&self) -> bool {
         self.message.starts_with(SYNTAX_ERROR)
     }
@@ -64,6 +66,26 @@ impl fmt::Display for Violation {
             "{}:{}:{}: {}",
             self.file, self.line, self.column, self.message
         )
+    }
+}
+
+/// The summary shown with a refusal: a syntax error is explained as such, not as a rule broken.
+pub fn refusal_message(violations: &[Violation]) -> String {
+    let unreadable = violations.iter().filter(|v| v.is_syntax_error()).count();
+    let refused = violations.len() - unreadable;
+    match (unreadable, refused) {
+        (0, _) => format!(
+            "Your code uses {refused} thing(s) this exercise does not allow; nothing was compiled. \
+             See the messages below."
+        ),
+        (_, 0) => format!(
+            "{unreadable} file(s) are not valid Rust syntax; nothing was compiled. Fix the syntax \
+             error(s) below and submit again."
+        ),
+        _ => format!(
+            "{unreadable} file(s) are not valid Rust syntax and your code uses {refused} thing(s) \
+             this exercise does not allow; nothing was compiled. See the messages below."
+        ),
     }
 }
 
@@ -120,13 +142,9 @@ fn check_on_this_thread(files: &BTreeMap<String, String>) -> Vec<Violation> {
 
 fn parse(path: &str, source: &str) -> Result<syn::File, Violation> {
     let source = strip_bom_and_shebang(source);
-    let tokens: TokenStream = source.parse().map_err(|error: proc_macro2::LexError| {
-        Violation::at(
-            path,
-            error.span(),
-            format!("{SYNTAX_ERROR}: could not parse this file: {error}"),
-        )
-    })?;
+    let tokens: TokenStream = source
+        .parse()
+        .map_err(|error: proc_macro2::LexError| syntax_error(path, error.span(), &error))?;
     if let Some(span) = too_deep(tokens.clone(), MAX_NESTING) {
         return Err(Violation::at(
             path,
@@ -134,13 +152,18 @@ fn parse(path: &str, source: &str) -> Result<syn::File, Violation> {
             "this code is nested too deeply for the grader to check; simplify it".into(),
         ));
     }
-    syn::parse2(tokens).map_err(|error| {
-        Violation::at(
-            path,
-            error.span(),
-            format!("{SYNTAX_ERROR}: could not parse this file: {error}"),
-        )
-    })
+    syn::parse2(tokens).map_err(|error| syntax_error(path, error.span(), &error))
+}
+
+fn syntax_error(path: &str, span: Span, error: &dyn fmt::Display) -> Violation {
+    Violation::at(
+        path,
+        span,
+        format!(
+            "{SYNTAX_ERROR} ({error}): the grader reads every file before compiling anything; fix \
+             this line (if `cargo build` accepts it, write it more simply)"
+        ),
+    )
 }
 
 /// As `syn::parse_file` does; slicing from the newline keeps line numbers right.

@@ -79,3 +79,34 @@ fn a_compile_time_bomb_is_stopped_by_the_build_limit() {
         .unwrap();
     assert_eq!(after.score, 100, "the grader keeps serving after a bomb");
 }
+
+/// What the policy cannot parse, it cannot check: such a file (here hiding a banned call behind a
+/// syntax error) is refused with the parse error at its line, and nothing is compiled.
+#[test]
+fn a_file_the_policy_cannot_parse_is_refused_not_compiled() {
+    let engine = Engine::new(common::config(repo().join("hidden-tests"))).unwrap();
+    let dir = crate_with_lib("pub fn stop() -> ! { std::process::exit(0) }\npub fn broken( {\n");
+    let report = engine
+        .grade(Input::Path(dir.path()), Mode::Hidden, &|_| {})
+        .unwrap();
+    assert_eq!(report.status, Status::Rejected, "{report:#?}");
+    let message = report.message.as_deref().unwrap();
+    assert!(message.contains("not valid Rust syntax"), "{message}");
+    assert!(message.contains("nothing was compiled"), "{message}");
+    let refusal = report
+        .diagnostics
+        .iter()
+        .find(|d| d.message.contains("not valid Rust syntax"))
+        .expect("the parse error");
+    assert_eq!(
+        (
+            refusal.file.as_deref(),
+            refusal.line,
+            refusal.level.as_str()
+        ),
+        (Some("src/lib.rs"), Some(2), "refused"),
+        "{refusal:#?}"
+    );
+    assert_eq!(report.timings.build_ms, 0, "it was built");
+    assert_eq!(report.score, 0);
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use grader::policy::{check, Violation};
+use grader::policy::{check, refusal_message, Violation};
 
 fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -466,7 +466,13 @@ fn a_syntax_error_is_reported_as_such_with_its_line() {
     assert_eq!(found[0].file, "src/executor.rs");
     assert_eq!(found[0].line, 2);
     assert!(found[0].is_syntax_error());
-    assert!(found[0].message.starts_with("syntax error"), "{}", found[0]);
+    assert!(
+        found[0]
+            .message
+            .contains("not valid Rust syntax (expected an expression)"),
+        "{}",
+        found[0]
+    );
 }
 
 #[test]
@@ -489,6 +495,27 @@ fn a_syntax_error_in_one_file_does_not_hide_violations_in_another() {
     assert!(found
         .iter()
         .any(|v| v.file == "src/b.rs" && !v.is_syntax_error()));
+}
+
+#[test]
+fn the_refusal_explains_a_syntax_error_as_one() {
+    let syntax = violations("fn f( {");
+    let message = refusal_message(&syntax);
+    assert!(message.contains("not valid Rust syntax"), "{message}");
+    assert!(!message.contains("does not allow"), "{message}");
+    let rule = violations("fn f() { std::process::exit(0) }");
+    let message = refusal_message(&rule);
+    assert!(
+        message.contains("1 thing(s) this exercise does not allow"),
+        "{message}"
+    );
+    assert!(!message.contains("syntax"), "{message}");
+    let both: Vec<Violation> = syntax.into_iter().chain(rule).collect();
+    let message = refusal_message(&both);
+    assert!(
+        message.contains("not valid Rust syntax") && message.contains("does not allow"),
+        "{message}"
+    );
 }
 
 #[test]
