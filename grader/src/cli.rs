@@ -29,6 +29,15 @@ pub struct Cli {
     /// Test processes run at once (default: the number of cores).
     #[arg(long, env = "GRADER_JOBS", global = true)]
     pub jobs: Option<usize>,
+    /// Where unprivileged user namespaces are restricted, run sandboxes as root mapped to uid 65534
+    /// (weaker: their processes are uid 0 on the host) instead of refusing to grade.
+    #[arg(
+        long,
+        env = "GRADER_ALLOW_ROOT_MAPPED_SANDBOX",
+        global = true,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_root_mapped_sandbox: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -112,6 +121,7 @@ fn run(cli: Cli) -> Result<ExitCode, crate::engine::EngineError> {
     if let Some(jobs) = cli.jobs {
         config.jobs = jobs;
     }
+    config.sandbox.allow_root_mapped = cli.allow_root_mapped_sandbox;
     let engine = Engine::new(config)?;
     let (path, format, mode, student) = match cli.command {
         Command::Setup => {

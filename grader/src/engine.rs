@@ -19,7 +19,8 @@ use crate::report::{
 use crate::rubric::{Rubric, RubricError};
 use crate::runner::{self, Check};
 use crate::sandbox::{
-    JobDir, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError, Toolchain,
+    JobDir, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError, SandboxOptions,
+    Toolchain,
 };
 
 /// The data folder when none is configured.
@@ -48,6 +49,8 @@ pub struct Config {
     pub job_dir_bytes: u64,
     /// Limits of the intake.
     pub intake: archive::Limits,
+    /// How the sandbox is set up (the operator's opt-in to a root-mapped sandbox is here).
+    pub sandbox: SandboxOptions,
 }
 
 impl Config {
@@ -61,6 +64,7 @@ impl Config {
             test_limits: Limits::test(),
             job_dir_bytes: 1 << 30,
             intake: archive::Limits::default(),
+            sandbox: SandboxOptions::default(),
         }
     }
 }
@@ -160,7 +164,7 @@ impl Engine {
         let toolchain = Toolchain::prepare(&data.toolchain())?;
         let key = cache::dependency_key(toolchain.version());
         cache::vendor(&data, &key).map_err(|e| EngineError::Setup(e.to_string()))?;
-        let sandbox = Sandbox::new(toolchain)?;
+        let sandbox = Sandbox::with_options(toolchain, config.sandbox)?;
         let engine = Engine {
             config,
             sandbox,

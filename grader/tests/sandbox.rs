@@ -1,6 +1,8 @@
 //! The sandbox against real hostile programs: every test runs commands in bubblewrap and asserts
-//! the safe outcome. Meant to run as root (CI does); skipped, with a message, only if bwrap is
-//! missing.
+//! the safe outcome. Meant to run as root (CI does). A missing prerequisite (bwrap, root, cgroup v1)
+//! fails the test under CI and skips it visibly elsewhere ([`common::require`]).
+
+mod common;
 
 use std::fs;
 use std::io::ErrorKind;
@@ -12,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use grader::sandbox::{
     CgroupMode, ExitStatusKind, Identity, JobDir, LimitKind, Limits, Mechanism, RunResult, Sandbox,
-    SandboxCommand, SandboxError, Toolchain,
+    SandboxCommand, SandboxError, SandboxOptions, Toolchain,
 };
 
 const MIB: u64 = 1 << 20;
@@ -35,11 +37,14 @@ fn bwrap_installed() -> bool {
 
 /// A fresh sandbox per test, so that each test can check that its own cgroups are gone.
 fn sandbox_with(mode: CgroupMode) -> Option<Sandbox> {
-    if !bwrap_installed() {
-        eprintln!("SKIPPED: bubblewrap (bwrap) is not installed");
+    if !common::require(bwrap_installed(), "bubblewrap (bwrap) installed") {
         return None;
     }
-    Some(Sandbox::with_cgroup_mode(toolchain(), mode).expect("sandbox setup"))
+    let options = SandboxOptions {
+        cgroups: mode,
+        ..SandboxOptions::default()
+    };
+    Some(Sandbox::with_options(toolchain(), options).expect("sandbox setup"))
 }
 
 macro_rules! sandbox {
@@ -505,8 +510,10 @@ fn filling_tmp_hits_its_size() {
 fn filling_the_job_dir_hits_its_cap() {
     let sandbox = sandbox!();
     let job = job_dir(8 * MIB);
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: job dir size caps need root");
+    if !common::require(
+        nix::unistd::geteuid().is_root(),
+        "root (job folder size caps)",
+    ) {
         return;
     }
     assert!(job.is_size_capped());
@@ -588,8 +595,7 @@ fn fork_storm_is_killed_without_cgroups() {
 fn v1_only_mode_enforces_limits() {
     let sandbox = sandbox!(CgroupMode::V1Only);
     let capabilities = sandbox.probe();
-    if !capabilities.cgroup_v1 {
-        eprintln!("SKIPPED: no cgroup v1 here");
+    if !common::require(capabilities.cgroup_v1, "a usable cgroup v1 hierarchy") {
         return;
     }
     assert!(!capabilities.cgroup_v2);
@@ -705,4 +711,101 @@ fn toolchain_prepare_is_idempotent() {
     for part in ["bin/cargo", "bin/rustc", "lib"] {
         assert!(first.host_dir().join(part).exists(), "{part}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failing closed
+
+#[test]
+fn a_missing_prerequisite_fails_under_ci_and_skips_visibly_elsewhere() {
+    const NAME: &str = "a_missing_prerequisite_fails_under_ci_and_skips_visibly_elsewhere";
+    if common::in_child() {
+        if common::require(false, "a prerequisite no host has") {
+            panic!("a missing prerequisite was reported present");
+        }
+        return;
+    }
+    let ci = common::rerun_alone(NAME, &[("CI", "true")], &[]);
+    let output = format!("{}{}", text(&ci.stdout), text(&ci.stderr));
+    assert!(!ci.status.success(), "passed under CI:\n{output}");
+    assert!(output.contains("prerequisite missing under CI"), "{output}");
+
+    let local = common::rerun_alone(NAME, &[], &["CI"]);
+    common::assert_child_passed(&local);
+    let stderr = text(&local.stderr);
+    assert!(
+        stderr.contains(&format!("SKIPPED {NAME}: prerequisite missing")),
+        "{stderr}"
+    );
+}
+
+/// Where bubblewrap cannot start as the unprivileged user, the sandbox refuses to start, with an
+/// error naming the kernel settings and the opt-in, unless the operator opted in; the identity in
+/// use is part of the enforcement report. The unprivileged set-up is made to fail for real: with
+/// `RLIMIT_NPROC` at 0 (in a child process), uid 65534 cannot start bwrap, while root-owned
+/// processes are exempt, as a root-mapped sandbox's are.
+#[test]
+fn without_unprivileged_namespaces_the_sandbox_fails_closed_unless_opted_in() {
+    const NAME: &str = "without_unprivileged_namespaces_the_sandbox_fails_closed_unless_opted_in";
+    if !common::require(bwrap_installed(), "bubblewrap (bwrap) installed")
+        || !common::require(nix::unistd::geteuid().is_root(), "root (identities)")
+    {
+        return;
+    }
+    if !common::in_child() {
+        common::assert_child_passed(&common::rerun_alone(NAME, &[], &[]));
+        return;
+    }
+    let toolchain = toolchain();
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NPROC, 0, 0).unwrap();
+
+    let error = Sandbox::new(toolchain.clone()).expect_err("fell back to a weaker identity");
+    assert!(
+        matches!(error, SandboxError::UnprivilegedUnavailable { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    for needle in [
+        "cannot run as the unprivileged user (uid 65534)",
+        "kernel.apparmor_restrict_unprivileged_userns",
+        "user.max_user_namespaces",
+        "--allow-root-mapped-sandbox",
+    ] {
+        assert!(
+            message.contains(needle),
+            "`{needle}` missing from: {message}"
+        );
+    }
+
+    let options = SandboxOptions {
+        allow_root_mapped: true,
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::with_options(toolchain, options).expect("the opted-in sandbox");
+    let capabilities = sandbox.probe();
+    assert_eq!(capabilities.identity, Identity::RootMapped);
+    assert!(!capabilities.unprivileged_uid);
+    assert!(
+        capabilities
+            .enforcement
+            .to_string()
+            .starts_with("identity=root-mapped "),
+        "{}",
+        capabilities.enforcement
+    );
+    let result = run(&sandbox, &sh("id -u"), &Limits::test());
+    assert_eq!(text(&result.stdout), "65534\n");
+    assert_eq!(result.enforcement.identity, Identity::RootMapped);
+}
+
+#[test]
+fn the_enforcement_report_names_the_identity() {
+    let sandbox = sandbox!();
+    let expected = if nix::unistd::geteuid().is_root() {
+        "identity=unprivileged "
+    } else {
+        "identity=invoker "
+    };
+    let enforcement = sandbox.probe().enforcement.to_string();
+    assert!(enforcement.starts_with(expected), "{enforcement}");
 }

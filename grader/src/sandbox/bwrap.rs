@@ -58,12 +58,24 @@ pub enum Identity {
     /// bwrap runs as the sandbox uid/gid (65534, via `setpriv`) in its own user namespace: on the
     /// host the sandboxed processes are uid 65534 with no capabilities.
     Unprivileged,
-    /// Unprivileged user namespaces do not work: bwrap runs as root with `--unshare-user --uid
+    /// Only where the operator opted in (see [`super::SandboxOptions::allow_root_mapped`]), when
+    /// unprivileged user namespaces do not work: bwrap runs as root with `--unshare-user --uid
     /// 65534 --gid 65534 --cap-drop ALL`; inside it is uid 65534 without capabilities, but on the
     /// host the processes are still uid 0.
     RootMapped,
     /// We are not root: bwrap runs as the invoking user.
     Invoker,
+}
+
+impl Identity {
+    /// The name used in reports (as serialized).
+    pub fn name(self) -> &'static str {
+        match self {
+            Identity::Unprivileged => "unprivileged",
+            Identity::RootMapped => "root-mapped",
+            Identity::Invoker => "invoker",
+        }
+    }
 }
 
 /// Programs and host layout, fixed for a [`super::Sandbox`].

@@ -16,6 +16,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use super::bwrap::Identity;
+
 /// Name of the per-hierarchy folder holding all run cgroups.
 const BASE_NAME: &str = "runtime-grader";
 
@@ -86,9 +88,11 @@ struct Role {
     flavour: Flavour,
 }
 
-/// Which limits hold and how, for one run.
+/// Which limits hold and how, for one run, and who the run's processes are on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Enforcement {
+    /// Who bubblewrap runs as: the sandbox's first wall, which every limit relies on.
+    pub identity: Identity,
     /// Memory limit: cgroup (memory + swap where accounted), else `RLIMIT_AS` (virtual memory).
     pub memory: Mechanism,
     /// Task (process + thread) limit: cgroup pids, else `RLIMIT_NPROC` (counts every process of the
@@ -106,7 +110,8 @@ impl std::fmt::Display for Enforcement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "memory={} tasks={} cpu={} kill={}",
+            "identity={} memory={} tasks={} cpu={} kill={}",
+            self.identity.name(),
             self.memory.name(),
             self.tasks.name(),
             self.cpu.name(),
@@ -259,10 +264,11 @@ impl Hierarchies {
             .flatten()
     }
 
-    /// What runs get from these hierarchies.
-    pub(super) fn enforcement(&self) -> Enforcement {
+    /// What runs of `identity` get from these hierarchies.
+    pub(super) fn enforcement(&self, identity: Identity) -> Enforcement {
         let or = |role: Option<Role>, fallback| role.map_or(fallback, |r| r.flavour.mechanism());
         Enforcement {
+            identity,
             memory: or(self.memory, Mechanism::Rlimit),
             tasks: or(self.pids, Mechanism::Rlimit),
             cpu: or(self.cpu, Mechanism::Rlimit),

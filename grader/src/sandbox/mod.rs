@@ -11,7 +11,10 @@
 //!    read-only `/usr`, the `/bin`, `/lib*` links, `/etc/alternatives` and the `ld.so` files (no
 //!    other `/etc`, no `/root`, `/home`, `/var`), the [`Toolchain`] at `/opt/rust`, the caller's
 //!    read-only and writable binds (a [`JobDir`] at `/work`), a fresh `/proc` and `/dev`, and a
-//!    size-capped tmpfs `/tmp`. Only fds 0-2 reach the program.
+//!    size-capped tmpfs `/tmp`. Only fds 0-2 reach the program. If bwrap cannot start as uid 65534
+//!    (unprivileged user namespaces restricted by the kernel), the sandbox refuses to start with an
+//!    error naming the kernel settings, unless the operator opted in to a root-mapped sandbox
+//!    ([`SandboxOptions::allow_root_mapped`]); [`Enforcement`] names the identity in use.
 //! 2. **cgroups**, one per run in every usable hierarchy, joined by a wrapper shell before it
 //!    execs `setpriv`/`bwrap`, so nothing of the run ever runs outside them: memory, task count,
 //!    CPU accounting and killing (see [`Enforcement`]).
@@ -114,6 +117,24 @@ pub enum SandboxError {
     /// No way to run bubblewrap works on this host.
     #[error("bubblewrap does not work here: {0}")]
     Unsupported(String),
+    /// Running as root, bubblewrap could not start as the unprivileged sandbox user, and the
+    /// operator did not opt in to a root-mapped sandbox ([`SandboxOptions::allow_root_mapped`]).
+    #[error(
+        "the sandbox cannot run as the unprivileged user (uid {SANDBOX_UID}): {failure}. Unprivileged \
+         user namespaces are probably restricted on this host{settings}; allow them (for example \
+         `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`, \
+         `sysctl -w kernel.unprivileged_userns_clone=1` or `sysctl -w user.max_user_namespaces=10000`, \
+         whichever this kernel has), or opt in explicitly to a root-mapped sandbox, whose processes \
+         are uid 0 on the host (grader: --allow-root-mapped-sandbox or \
+         GRADER_ALLOW_ROOT_MAPPED_SANDBOX=true)"
+    )]
+    UnprivilegedUnavailable {
+        /// How the unprivileged probe failed.
+        failure: String,
+        /// The user-namespace settings of this kernel with their values (` (a = 1, ...)`), if any
+        /// could be read.
+        settings: String,
+    },
     /// The command or limits are malformed.
     #[error("invalid sandbox command: {0}")]
     InvalidCommand(String),
@@ -288,6 +309,44 @@ fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S
     serializer.serialize_f64(duration.as_secs_f64())
 }
 
+/// How a [`Sandbox`] is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SandboxOptions {
+    /// Which cgroup hierarchies it may use.
+    pub cgroups: CgroupMode,
+    /// Running as root, accept [`Identity::RootMapped`] when bubblewrap cannot start as the
+    /// unprivileged user: the operator's explicit choice of a weaker sandbox. Without it the
+    /// sandbox refuses to start ([`SandboxError::UnprivilegedUnavailable`]).
+    pub allow_root_mapped: bool,
+}
+
+/// The kernel settings that can forbid unprivileged user namespaces, with the value they need.
+const USERNS_SETTINGS: [(&str, &str); 3] = [
+    ("kernel/apparmor_restrict_unprivileged_userns", "0"),
+    ("kernel/unprivileged_userns_clone", "1"),
+    ("user/max_user_namespaces", "a positive number"),
+];
+
+/// ` (name = value, ...)` for the [`USERNS_SETTINGS`] this kernel has, or nothing.
+fn userns_settings() -> String {
+    let found: Vec<String> = USERNS_SETTINGS
+        .iter()
+        .filter_map(|(path, needed)| {
+            let value = fs::read_to_string(Path::new("/proc/sys").join(path)).ok()?;
+            Some(format!(
+                "{} = {} (needs {needed})",
+                path.replace('/', "."),
+                value.trim()
+            ))
+        })
+        .collect();
+    if found.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", found.join(", "))
+    }
+}
+
 /// What holds on this host, as found by [`Sandbox::new`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Capabilities {
@@ -322,17 +381,20 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// A sandbox using every cgroup mechanism available ([`CgroupMode::Auto`]).
+    /// A sandbox with the default [`SandboxOptions`]: every cgroup mechanism available, and only
+    /// the unprivileged identity when running as root.
     pub fn new(toolchain: Toolchain) -> Result<Sandbox, SandboxError> {
-        Sandbox::with_cgroup_mode(toolchain, CgroupMode::Auto)
+        Sandbox::with_options(toolchain, SandboxOptions::default())
     }
 
-    /// A sandbox restricted to the cgroup hierarchies `mode` allows. Checks that bubblewrap works,
-    /// as uid 65534 if possible (else as root with a mapped uid, recorded in [`Sandbox::probe`]).
-    pub fn with_cgroup_mode(
+    /// A sandbox set up as `options` say. Checks that bubblewrap works: as root, as uid 65534
+    /// (else, only if [`SandboxOptions::allow_root_mapped`], as root with a mapped uid); the
+    /// identity in use is in [`Sandbox::probe`] and in every [`Enforcement`].
+    pub fn with_options(
         toolchain: Toolchain,
-        mode: CgroupMode,
+        options: SandboxOptions,
     ) -> Result<Sandbox, SandboxError> {
+        let mode = options.cgroups;
         let root = geteuid().is_root();
         let bwrap = find_program("bwrap").ok_or(SandboxError::MissingProgram("bwrap"))?;
         let bash = find_program("bash").ok_or(SandboxError::MissingProgram("bash"))?;
@@ -352,7 +414,7 @@ impl Sandbox {
         let tmpfs_job_dirs = JobDir::create(&std::env::temp_dir(), MIB)
             .map(|job| job.is_size_capped())
             .unwrap_or(false);
-        let enforcement = cgroups.enforcement();
+        let enforcement = cgroups.enforcement(Identity::Invoker);
         let capabilities = Capabilities {
             identity: Identity::Invoker,
             unprivileged_uid: false,
@@ -385,15 +447,16 @@ impl Sandbox {
             fifo_dir,
             capabilities,
         };
-        let candidates: &[Identity] = if root {
-            &[Identity::Unprivileged, Identity::RootMapped]
-        } else {
-            &[Identity::Invoker]
+        let candidates: &[Identity] = match (root, options.allow_root_mapped) {
+            (true, true) => &[Identity::Unprivileged, Identity::RootMapped],
+            (true, false) => &[Identity::Unprivileged],
+            (false, _) => &[Identity::Invoker],
         };
         let mut failures = Vec::new();
         for &identity in candidates {
             sandbox.setup.identity = identity;
             sandbox.capabilities.identity = identity;
+            sandbox.capabilities.enforcement.identity = identity;
             sandbox.capabilities.unprivileged_uid = identity == Identity::Unprivileged;
             let probe = SandboxCommand::new("/usr/bin/true", Vec::<String>::new());
             match sandbox.run(&probe, &Limits::test()) {
@@ -415,6 +478,12 @@ impl Sandbox {
                 )),
                 Err(e) => failures.push(format!("{identity:?}: {e}")),
             }
+        }
+        if candidates == [Identity::Unprivileged] {
+            return Err(SandboxError::UnprivilegedUnavailable {
+                failure: failures.join("; "),
+                settings: userns_settings(),
+            });
         }
         Err(SandboxError::Unsupported(failures.join("; ")))
     }
@@ -798,6 +867,7 @@ mod tests {
     #[test]
     fn rlimits_back_up_what_cgroups_do_not_enforce() {
         let cgroups = Enforcement {
+            identity: Identity::Unprivileged,
             memory: Mechanism::CgroupV1,
             tasks: Mechanism::CgroupV1,
             cpu: Mechanism::CgroupV2,
@@ -809,6 +879,7 @@ mod tests {
             [("-c", 0), ("-St", 11), ("-Ht", 12)]
         );
         let none = Enforcement {
+            identity: Identity::Unprivileged,
             memory: Mechanism::Rlimit,
             tasks: Mechanism::Rlimit,
             cpu: Mechanism::Rlimit,

@@ -2,7 +2,9 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use grader::engine::{Config, DEFAULT_DATA_DIR};
 
@@ -18,4 +20,68 @@ pub fn config(hidden_tests: PathBuf) -> Config {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     Config::new(data, hidden_tests)
+}
+
+/// Whether this run is CI's: `CI` is set (CI runs with `CI=true`) and not `false`/`0`.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !matches!(value.trim(), "" | "0" | "false"))
+}
+
+/// Checks a prerequisite of the calling test (`what` says what is needed). Present: `true`.
+/// Missing: under CI ([`under_ci`]) the test fails; elsewhere it is skipped visibly: `false` is
+/// returned after `SKIPPED <test>: ...` is written straight to stderr, past the test harness's
+/// capture, so that the skip shows in the run's output among the `ok` lines.
+#[track_caller]
+pub fn require(available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    assert!(
+        !under_ci(),
+        "prerequisite missing under CI: {what} (a skip is a failure when CI is set)"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: prerequisite missing: {what} (with CI=true this fails)"
+    );
+    false
+}
+
+/// Set in the environment of a test re-run by [`rerun_alone`].
+const CHILD: &str = "GRADER_TEST_CHILD";
+
+/// Whether this process is a re-run of one test by [`rerun_alone`].
+pub fn in_child() -> bool {
+    std::env::var_os(CHILD).is_some()
+}
+
+/// Runs the test `name` of this test binary alone in a child process, with `env` added and
+/// `remove` taken out of its environment: for tests that change the whole process (rlimits, the
+/// current folder) or its environment. The child sees [`in_child`].
+pub fn rerun_alone(name: &str, env: &[(&str, &str)], remove: &[&str]) -> Output {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    for key in remove {
+        command.env_remove(key);
+    }
+    command.output().unwrap()
+}
+
+/// Asserts that a [`rerun_alone`] child ran its one test and passed.
+#[track_caller]
+pub fn assert_child_passed(output: &Output) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the child failed or ran nothing: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
