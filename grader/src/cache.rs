@@ -10,6 +10,7 @@ use std::process::Command;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::assembly;
+use crate::sandbox::host_tool;
 
 /// Paths inside the data folder.
 #[derive(Debug, Clone)]
@@ -94,7 +95,9 @@ pub fn publish(tmp: &Path, dir: &Path, key: &str) -> io::Result<()> {
 }
 
 /// Vendors every locked dependency into the data folder (the one step that needs the registry;
-/// later builds run offline). Runs the host's cargo on our own manifests only.
+/// later builds run offline). Runs the toolchain copy's own cargo (prepared before, so never a
+/// rustup proxy that a `rust-toolchain.toml` could redirect) on our own manifests only, from the
+/// data folder ([`host_tool`]): nothing of the folder the grader was started in is read.
 pub fn vendor(data: &DataDir, key: &str) -> io::Result<()> {
     let dest = data.vendor();
     if is_ready(&dest, key) {
@@ -112,7 +115,9 @@ pub fn vendor(data: &DataDir, key: &str) -> io::Result<()> {
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
     }
-    let out = Command::new("cargo")
+    let bin = data.toolchain().join("bin");
+    let out = host_tool(bin.join("cargo"), &data.root)
+        .env("RUSTC", bin.join("rustc"))
         .args(["vendor", "--locked", "--manifest-path"])
         .arg(ws.join("Cargo.toml"))
         .arg(&tmp)

@@ -809,3 +809,125 @@ fn the_enforcement_report_names_the_identity() {
     let enforcement = sandbox.probe().enforcement.to_string();
     assert!(enforcement.starts_with(expected), "{enforcement}");
 }
+
+/// A crate folder that takes over any rustup proxy started in it: its `rust-toolchain.toml` names
+/// a "toolchain" whose `rustc` and `cargo` leave a mark; also given as an inherited
+/// `RUSTUP_TOOLCHAIN` (as a rustup proxy sets it for the programs it starts). Returns the folder and
+/// the mark's path.
+fn hijacking_crate(root: &Path) -> (PathBuf, PathBuf) {
+    let crate_dir = root.join("student");
+    let bin = crate_dir.join("evil-toolchain/bin");
+    fs::create_dir_all(&bin).unwrap();
+    let mark = root.join("hijacked");
+    for tool in ["rustc", "cargo"] {
+        let script = format!(
+            "#!/bin/sh\necho {tool} >> {}\necho {}\n",
+            mark.display(),
+            crate_dir.join("evil-toolchain").display()
+        );
+        fs::write(bin.join(tool), script).unwrap();
+        fs::set_permissions(
+            bin.join(tool),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    fs::write(
+        crate_dir.join("rust-toolchain.toml"),
+        format!(
+            "[toolchain]\npath = \"{}\"\n",
+            crate_dir.join("evil-toolchain").display()
+        ),
+    )
+    .unwrap();
+    (crate_dir, mark)
+}
+
+/// `grader check` run inside a student's crate: the host-side `rustc --print sysroot` runs from the
+/// data folder, so the crate's `rust-toolchain.toml` (and a `RUSTUP_TOOLCHAIN` a proxy derived from
+/// such a file) cannot choose the toolchain, that is, run the student's program as root.
+#[test]
+fn host_tools_ignore_the_folder_the_grader_is_started_in() {
+    const NAME: &str = "host_tools_ignore_the_folder_the_grader_is_started_in";
+    if !common::in_child() {
+        let toolchain = toolchain();
+        let root = tempfile::tempdir().unwrap();
+        let (crate_dir, _) = hijacking_crate(root.path());
+        let evil = crate_dir.join("evil-toolchain");
+        let evil = evil.to_str().unwrap();
+        common::assert_child_passed(&common::rerun_alone(
+            NAME,
+            &[
+                ("GRADER_TEST_ROOT", root.path().to_str().unwrap()),
+                (
+                    "GRADER_TEST_TOOLCHAIN",
+                    toolchain.host_dir().to_str().unwrap(),
+                ),
+                ("RUSTUP_TOOLCHAIN", evil),
+                ("RUSTUP_TOOLCHAIN_SOURCE", "toolchain-file"),
+                ("RUSTC", &format!("{evil}/bin/rustc")),
+            ],
+            &[],
+        ));
+        return;
+    }
+    let root = PathBuf::from(std::env::var_os("GRADER_TEST_ROOT").unwrap());
+    let dest = PathBuf::from(std::env::var_os("GRADER_TEST_TOOLCHAIN").unwrap());
+    let (crate_dir, mark) = (root.join("student"), root.join("hijacked"));
+    std::env::set_current_dir(&crate_dir).unwrap();
+    let prepared = Toolchain::prepare(&dest);
+    assert!(
+        !mark.exists(),
+        "the student's toolchain ran: {:?}",
+        fs::read_to_string(&mark)
+    );
+    let prepared = prepared.expect("the real toolchain");
+    assert!(
+        prepared.version().starts_with("rustc 1."),
+        "{}",
+        prepared.version()
+    );
+}
+
+/// `cargo vendor` (the crates every job builds with) runs the toolchain copy's own cargo from the
+/// data folder: started by a grader run directly (no `RUSTUP_TOOLCHAIN` inherited from a proxy) in
+/// a student's crate, the rustup proxy would have run the cargo its `rust-toolchain.toml` names,
+/// as root. Offline (from cargo's download cache), so that the test needs no network.
+#[test]
+fn vendoring_ignores_the_folder_the_grader_is_started_in() {
+    const NAME: &str = "vendoring_ignores_the_folder_the_grader_is_started_in";
+    if !common::in_child() {
+        let toolchain = toolchain();
+        let root = tempfile::tempdir().unwrap();
+        hijacking_crate(root.path());
+        let data = root.path().join("data");
+        fs::create_dir_all(&data).unwrap();
+        std::os::unix::fs::symlink(toolchain.host_dir(), data.join("toolchain")).unwrap();
+        common::assert_child_passed(&common::rerun_alone(
+            NAME,
+            &[
+                ("GRADER_TEST_ROOT", root.path().to_str().unwrap()),
+                ("CARGO_NET_OFFLINE", "true"),
+            ],
+            &["RUSTUP_TOOLCHAIN", "RUSTUP_TOOLCHAIN_SOURCE"],
+        ));
+        return;
+    }
+    let root = PathBuf::from(std::env::var_os("GRADER_TEST_ROOT").unwrap());
+    std::env::set_current_dir(root.join("student")).unwrap();
+    let data = grader::cache::DataDir::open(&root.join("data")).unwrap();
+    let vendored = grader::cache::vendor(&data, "test-key");
+    assert!(
+        !root.join("hijacked").exists(),
+        "the student's toolchain ran: {vendored:?}"
+    );
+    vendored.expect("vendoring from crates.io's cache");
+    let crates: Vec<String> = fs::read_dir(data.vendor())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        crates.iter().any(|name| name.starts_with("futures")),
+        "{crates:?}"
+    );
+}

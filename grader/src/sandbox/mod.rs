@@ -95,7 +95,7 @@ pub use cgroup::{CgroupMode, Enforcement, Mechanism};
 use cgroup::{Hierarchies, RunCgroup};
 pub use jobdir::{JobDir, DEFAULT_JOB_DIR_BYTES};
 use pipes::Capture;
-pub use toolchain::{Toolchain, TOOLCHAIN_MOUNT};
+pub use toolchain::{host_tool, Toolchain, TOOLCHAIN_MOUNT};
 
 /// The uid the sandboxed processes run as (`nobody`).
 pub const SANDBOX_UID: u32 = 65534;

@@ -5,7 +5,14 @@
 //! is mode 0700), and the rustup proxies in `~/.cargo/bin` would honour a `rust-toolchain.toml`
 //! with `path = ...` in the submission (which runs any program). So the sandbox gets only the
 //! toolchain's own `bin/cargo`, `bin/rustc`, `lib/` and `libexec/`, hard-linked when possible.
+//!
+//! The few Rust tools the grader runs on the host (`rustc --print sysroot` to find the toolchain,
+//! `cargo vendor`) go through [`host_tool`]: they run from the data folder, never from the folder
+//! the grader was started in (a student's crate for `grader check`, whose `rust-toolchain.toml`
+//! could name any program as the toolchain, or whose `.cargo/config.toml` could replace the crates
+//! being vendored), and without the environment variables that would redirect them.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -29,13 +36,47 @@ pub struct Toolchain {
     version: String,
 }
 
+/// A command for a Rust tool run on the host: started in `trusted_dir` (the data folder: rustup
+/// and cargo read their toolchain file and configuration from the current folder and its
+/// ancestors), without the variables that choose another compiler, wrapper, flags or crate source
+/// (`RUSTC*`, `RUSTFLAGS`, `CARGO_*` but for `CARGO_HOME` and the network settings), and without a
+/// `RUSTUP_TOOLCHAIN` that a rustup proxy set from some folder's toolchain file or override (one the
+/// operator set, or chose with `cargo +toolchain`, is kept).
+pub fn host_tool(program: impl AsRef<OsStr>, trusted_dir: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.current_dir(trusted_dir);
+    let chosen_by_operator = std::env::var("RUSTUP_TOOLCHAIN_SOURCE")
+        .map_or(true, |source| source == "env" || source == "cli");
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let redirects = key.starts_with("RUSTC")
+            || key.starts_with("RUSTDOC")
+            || key == "RUSTFLAGS"
+            || key == "CARGO"
+            || (key.starts_with("CARGO_")
+                && key != "CARGO_HOME"
+                && !key.starts_with("CARGO_HTTP_")
+                && !key.starts_with("CARGO_NET_"))
+            || key == "RUSTUP_TOOLCHAIN_SOURCE"
+            || (key == "RUSTUP_TOOLCHAIN" && !chosen_by_operator);
+        if redirects {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 impl Toolchain {
     /// Prepares (or reuses) a copy at `dest` of the toolchain that `rustc --print sysroot` names.
     ///
-    /// `rustc` is looked up in `PATH` and run from the current directory, so the toolchain pinned
-    /// for the grader (rustup's rules) is the one copied. See [`Toolchain::prepare_from`].
+    /// `rustc` (the rustup proxy, looked up in `PATH`) runs through [`host_tool`] in `dest`'s
+    /// parent, the data folder: the toolchain is the one rustup picks there (`RUSTUP_TOOLCHAIN` set
+    /// by the operator, an override or `rust-toolchain.toml` of the data folder, else the
+    /// default), whatever folder the grader was started in. See [`Toolchain::prepare_from`].
     pub fn prepare(dest: &Path) -> io::Result<Toolchain> {
-        let output = Command::new("rustc")
+        let data_dir = trusted_parent(dest)?;
+        fs::create_dir_all(data_dir)?;
+        let output = host_tool("rustc", data_dir)
             .args(["--print", "sysroot"])
             .output()?;
         if !output.status.success() {
@@ -58,12 +99,9 @@ impl Toolchain {
     /// also changes the original, which only adds read permission). Fails if the sandbox user
     /// could not reach `dest`.
     pub fn prepare_from(sysroot: &Path, dest: &Path) -> io::Result<Toolchain> {
-        let version = toolchain_version(sysroot)?;
-        let parent = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .ok_or_else(|| invalid(format!("{} has no parent folder", dest.display())))?;
+        let parent = trusted_parent(dest)?;
         fs::create_dir_all(parent)?;
+        let version = toolchain_version(sysroot, parent)?;
         ensure_world_traversable(parent)?;
         let prepared = || Toolchain {
             host_dir: dest.to_owned(),
@@ -122,11 +160,18 @@ fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
 }
 
-fn toolchain_version(sysroot: &Path) -> io::Result<String> {
+/// The folder holding `dest` (the data folder), where host tools run.
+fn trusted_parent(dest: &Path) -> io::Result<&Path> {
+    dest.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| invalid(format!("{} has no parent folder", dest.display())))
+}
+
+fn toolchain_version(sysroot: &Path, trusted_dir: &Path) -> io::Result<String> {
     let mut version = String::new();
     for (program, arg) in [("rustc", "-vV"), ("cargo", "-V")] {
         let path = sysroot.join("bin").join(program);
-        let output = Command::new(&path).arg(arg).output()?;
+        let output = host_tool(&path, trusted_dir).arg(arg).output()?;
         if !output.status.success() {
             return Err(io::Error::other(format!(
                 "`{} {arg}` failed: {}",
