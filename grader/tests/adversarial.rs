@@ -109,4 +109,10 @@ fn a_file_the_policy_cannot_parse_is_refused_not_compiled() {
     );
     assert_eq!(report.timings.build_ms, 0, "it was built");
     assert_eq!(report.score, 0);
+    // Every report says who the sandbox runs as.
+    assert!(
+        report.limits.enforcement.starts_with("identity="),
+        "{}",
+        report.limits.enforcement
+    );
 }
