@@ -243,13 +243,20 @@ pub enum IntakeError {
         /// The limit.
         limit: usize,
     },
-    /// A file or folder name longer than [`MAX_NAME_BYTES`], or a path longer than
-    /// [`MAX_PATH_BYTES`].
+    /// A file or folder name longer than [`MAX_NAME_BYTES`].
     #[error("{path} has a name longer than {limit} bytes; use shorter file and folder names")]
     NameTooLong {
         /// The path (shortened if long).
         path: String,
-        /// The limit that was passed.
+        /// The limit.
+        limit: usize,
+    },
+    /// A path longer than [`MAX_PATH_BYTES`].
+    #[error("{path} is a path longer than {limit} bytes; use shorter file and folder names")]
+    PathTooLong {
+        /// The path (shortened).
+        path: String,
+        /// The limit.
         limit: usize,
     },
     /// The archive has no entries at all.
@@ -620,9 +627,9 @@ fn check_shape(components: &[String]) -> Result<(), IntakeError> {
             limit: MAX_NAME_BYTES,
         });
     }
-    let path_bytes = components.iter().map(|c| c.len() + 1).sum::<usize>();
-    if path_bytes > MAX_PATH_BYTES + 1 {
-        return Err(IntakeError::NameTooLong {
+    let separators = components.len().saturating_sub(1);
+    if components.iter().map(String::len).sum::<usize>() + separators > MAX_PATH_BYTES {
+        return Err(IntakeError::PathTooLong {
             path: shown(),
             limit: MAX_PATH_BYTES,
         });

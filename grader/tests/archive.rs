@@ -555,7 +555,7 @@ fn a_1000_byte_file_name_is_refused_with_a_short_message() {
     assert!(
         matches!(
             error,
-            IntakeError::NameTooLong {
+            IntakeError::PathTooLong {
                 limit: MAX_PATH_BYTES,
                 ..
             }

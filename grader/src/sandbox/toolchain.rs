@@ -9,8 +9,8 @@
 //! The few Rust tools the grader runs on the host (`rustc --print sysroot` to find the toolchain,
 //! `cargo vendor`) go through [`host_tool`]: they run from the data folder, never from the folder
 //! the grader was started in (a student's crate for `grader check`, whose `rust-toolchain.toml`
-//! could name any program as the toolchain, or whose `.cargo/config.toml` could replace the crates
-//! being vendored), and without the environment variables that would redirect them.
+//! could name any program as the toolchain and whose `.cargo/config.toml` would configure cargo),
+//! and without the environment variables that would redirect them.
 
 use std::ffi::OsStr;
 use std::fs;
