@@ -63,7 +63,7 @@ pub fn in_child() -> bool {
 pub fn rerun_alone(name: &str, env: &[(&str, &str)], remove: &[&str]) -> Output {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .args(["--exact", name, "--test-threads=1"])
         .env(CHILD, "1");
     for (key, value) in env {
         command.env(key, value);
