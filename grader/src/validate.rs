@@ -136,8 +136,13 @@ pub fn summarise(s: &Solution, reports: &[Report]) -> Row {
             Some(format!("template scored up to {}", total.1))
         }
         (Expect::Correct, None) if total.0 < max => Some(format!(
-            "correct solution scored {} in some run; failing: {:?}",
-            total.0, failing
+            "correct solution scored {} in some run; failing: {}",
+            total.0,
+            failing
+                .iter()
+                .map(|(name, n)| format!("{name} ({n} of {} runs)", reports.len()))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
         (Expect::Buggy { category, .. }, None) => {
             let (_, high, cmax) = categories.get(category).copied().unwrap_or((0, 0, 0));
@@ -196,4 +201,55 @@ pub fn render(rows: &[Row]) -> String {
         let _ = writeln!(out, " {total:>9}  {verdict} ({runs})");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(runs: usize) -> Row {
+        Row {
+            name: "reference".into(),
+            expect: Expect::Correct,
+            categories: BTreeMap::new(),
+            total: (100, 100),
+            runs,
+            failing: BTreeMap::new(),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn the_matrix_counts_runs_in_words() {
+        let text = render(&[row(1), row(10)]);
+        assert!(text.contains("ok (1 run)\n"), "{text}");
+        assert!(text.contains("ok (10 runs)\n"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_solution_is_said_so_in_words() {
+        let s = Solution {
+            name: "reference".into(),
+            expect: Expect::Correct,
+            base: "solutions/reference".into(),
+            patch: None,
+        };
+        let report = Report {
+            status: Status::Rejected,
+            score: 0,
+            max_score: 100,
+            message: Some("the upload has no src/lib.rs".into()),
+            categories: BTreeMap::new(),
+            tests: Vec::new(),
+            diagnostics: Vec::new(),
+            ignored_files: Vec::new(),
+            limits: Default::default(),
+            timings: Default::default(),
+        };
+        let problem = summarise(&s, &[report]).problem.unwrap();
+        assert_eq!(
+            problem,
+            "was not graded (refused): the upload has no src/lib.rs"
+        );
+    }
 }
