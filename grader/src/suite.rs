@@ -146,7 +146,9 @@ impl HiddenTests {
             });
         }
         Ok(HiddenTests {
-            dir: dir.to_path_buf(),
+            // Absolute, so that what is said at start and recorded names one folder wherever the
+            // grader runs from.
+            dir: fs::canonicalize(dir).map_err(io_err(dir))?,
             rubric,
             tests,
             version: version(&files),
