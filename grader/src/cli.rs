@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::engine::EngineError;
-use crate::engine::{Config, Engine, Input, Mode, Progress, DEFAULT_DATA_DIR};
+use crate::engine::{Config, Engine, EngineError, Input, Mode, Progress, DEFAULT_DATA_DIR};
 use crate::report::{Outcome, Report, Status};
 use crate::suite::{self, HiddenTests, HiddenTestsError};
 use crate::validate;
@@ -41,7 +40,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Grade a submission with the hidden tests and print its report (exit 0 whenever a report was
-    /// produced, whatever the score).
+    /// produced, whatever the score; 2, without a report, when the path cannot be read).
     Grade {
         /// A crate folder, or a .tar.gz/.tgz/.zip archive of one.
         path: PathBuf,
