@@ -23,7 +23,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== preparing the grader (toolchain copy, vendored crates, warm build cache)"
-cargo run --locked --quiet -p grader -- setup
+cargo run --locked --quiet -p grader -- setup --hidden-tests hidden-tests
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast

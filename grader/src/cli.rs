@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::engine::{Config, Engine, Input, Mode, Progress, DEFAULT_DATA_DIR};
+use crate::engine::{Config, Engine, EngineError, Input, Mode, Progress, DEFAULT_DATA_DIR};
 use crate::report::{Outcome, Report, Status};
+use crate::suite::{self, HiddenTests, HiddenTestsError};
 use crate::validate;
 
 /// Grades `02_runtime` async-runtime crates: sandboxed build, one process per test, rubric scores.
@@ -23,9 +24,10 @@ pub struct Cli {
         global = true
     )]
     pub data_dir: PathBuf,
-    /// The hidden tests package (with its rubric.toml).
-    #[arg(long, env = "GRADER_HIDDEN_TESTS", default_value = default_hidden_tests(), global = true)]
-    pub hidden_tests: PathBuf,
+    /// The hidden tests package (its tests/, src/ and rubric.toml). Without it, the one that
+    /// `grader setup --hidden-tests DIR` recorded in the data folder.
+    #[arg(long, env = "GRADER_HIDDEN_TESTS", global = true)]
+    pub hidden_tests: Option<PathBuf>,
     /// Test processes run at once (default: the number of cores).
     #[arg(long, env = "GRADER_JOBS", global = true)]
     pub jobs: Option<usize>,
@@ -43,15 +45,11 @@ pub struct Cli {
     pub command: Command,
 }
 
-fn default_hidden_tests() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../hidden-tests")
-}
-
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Grade a submission with the hidden tests and print its report (exit 0 whenever a report was
-    /// produced, whatever the score).
+    /// produced, whatever the score; 2, without a report, when the path cannot be read).
     Grade {
         /// A crate folder, or a .tar.gz/.tgz/.zip archive of one.
         path: PathBuf,
@@ -71,17 +69,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Prepare the toolchain copy, the vendored crates and the warm build cache, then exit.
+    /// Prepare the toolchain copy, the vendored crates and the warm build cache, check the hidden
+    /// tests against their rubric and record their folder in the data folder, then exit.
     Setup,
     /// Instructors: grade every known solution (template, correct, buggy variants) and print the
     /// matrix of solution x category; exit 1 unless each gets what it must in every run.
     Validate {
         /// The repository holding exercise-template/ and solutions/.
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
+        #[arg(long, default_value = ".")]
         repo: PathBuf,
         /// Test runs per solution (one build each).
-        #[arg(long, default_value_t = 10)]
-        runs: usize,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+        runs: u32,
         /// Only solutions whose name contains this.
         #[arg(long)]
         only: Option<String>,
@@ -116,8 +115,73 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, crate::engine::EngineError> {
-    let mut config = Config::new(cli.data_dir, cli.hidden_tests);
+/// What stops the CLI before or instead of a report: the operator's mistakes and the grader's own
+/// failures (exit 2), never a student's (those are reports).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The submission path cannot be read at all.
+    #[error("cannot read {}: {source}", .path.display())]
+    Unreadable {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No hidden tests were given or recorded.
+    #[error(
+        "no hidden tests configured: pass --hidden-tests DIR (or set GRADER_HIDDEN_TESTS), or record \
+         them once with `grader setup --hidden-tests DIR` (data folder {})",
+        .0.display()
+    )]
+    NoHiddenTests(PathBuf),
+    /// The hidden tests package is unusable.
+    #[error(transparent)]
+    HiddenTests(#[from] HiddenTestsError),
+    /// Recording the hidden tests in the data folder failed.
+    #[error("cannot record the hidden tests in {}: {source}", .path.display())]
+    Record {
+        /// The data folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The solutions to validate cannot be chosen.
+    #[error(transparent)]
+    Validate(#[from] validate::ValidateError),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Runs a parsed command line. Arguments are checked before the engine prepares anything, so that a
+/// mistake fails at once.
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let hidden_dir = match cli.hidden_tests {
+        Some(dir) => dir,
+        None => suite::recorded(&cli.data_dir)
+            .ok_or_else(|| CliError::NoHiddenTests(cli.data_dir.clone()))?,
+    };
+    let hidden = HiddenTests::open(&hidden_dir)?;
+    // Whatever the command, first check what it was given.
+    let chosen = match &cli.command {
+        Command::Grade { path, .. } | Command::Check { path, .. } => {
+            std::fs::metadata(path).map_err(|source| CliError::Unreadable {
+                path: path.clone(),
+                source,
+            })?;
+            None
+        }
+        Command::Validate { repo, only, .. } => Some(validate::select(repo, only.as_deref())?),
+        Command::Setup => None,
+    };
+    eprintln!(
+        "hidden tests: {} (version {}, {} tests, {} rubric entries)",
+        hidden.dir().display(),
+        hidden.version(),
+        hidden.tests().len(),
+        hidden.rubric().entries().len()
+    );
+    let mut config = Config::new(cli.data_dir, hidden_dir);
     if let Some(jobs) = cli.jobs {
         config.jobs = jobs;
     }
@@ -125,10 +189,20 @@ fn run(cli: Cli) -> Result<ExitCode, crate::engine::EngineError> {
     let engine = Engine::new(config)?;
     let (path, format, mode, student) = match cli.command {
         Command::Setup => {
-            eprintln!("ready: toolchain, vendored crates and warm cache are prepared");
+            let data = &engine.config().data_dir;
+            let recorded =
+                suite::record(data, hidden.dir()).map_err(|source| CliError::Record {
+                    path: data.clone(),
+                    source,
+                })?;
+            eprintln!(
+                "ready: toolchain, vendored crates and warm cache are prepared; hidden tests {} \
+                 recorded as the default",
+                recorded.display()
+            );
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Validate { repo, runs, only } => {
+        Command::Validate { runs, .. } => {
             let on_row = |row: &validate::Row| {
                 eprintln!(
                     "{}: {}",
@@ -136,7 +210,8 @@ fn run(cli: Cli) -> Result<ExitCode, crate::engine::EngineError> {
                     row.problem.as_deref().unwrap_or("as expected")
                 );
             };
-            let rows = validate::run(&engine, &repo, runs, only.as_deref(), &on_row)?;
+            let chosen = chosen.unwrap_or_default();
+            let rows = validate::run(&engine, &chosen, runs as usize, &on_row)?;
             print!("{}", validate::render(&rows));
             let ok = rows.iter().all(|r| r.problem.is_none());
             return Ok(if ok {
@@ -182,8 +257,43 @@ fn run(cli: Cli) -> Result<ExitCode, crate::engine::EngineError> {
 /// How many of a failing test's last output lines the text report shows.
 const OUTPUT_LINES: usize = 8;
 
-/// Renders a report for a terminal.
+/// Whether `c` may reach a terminal: not a control character (escape sequences, carriage returns
+/// that overwrite a line, backspaces) other than newline and tab, and not a bidirectional override
+/// that reorders what is shown.
+fn printable(c: char) -> bool {
+    let bidi =
+        matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    (!c.is_control() || c == '\n' || c == '\t') && !bidi
+}
+
+/// The report with every string stripped of what [`printable`] refuses: most of it comes from the
+/// student (messages, compiler output, file names, test output).
+fn sanitized(report: &Report) -> Report {
+    let clean = |s: &mut String| s.retain(printable);
+    let mut r = report.clone();
+    r.message.iter_mut().for_each(clean);
+    for t in &mut r.tests {
+        clean(&mut t.name);
+        clean(&mut t.category);
+        for s in [&mut t.message, &mut t.hint, &mut t.output] {
+            s.iter_mut().for_each(clean);
+        }
+    }
+    for d in &mut r.diagnostics {
+        clean(&mut d.rendered);
+        clean(&mut d.message);
+    }
+    for f in &mut r.ignored_files {
+        clean(&mut f.path);
+        clean(&mut f.reason);
+    }
+    r
+}
+
+/// Renders a report for a terminal. Everything the report says passes through [`printable`]: the
+/// only escape sequences in the result are the colours added here.
 pub fn render_text(report: &Report, color: bool) -> String {
+    let report = &sanitized(report);
     let paint = |code: &str, s: &str| {
         if color {
             format!("\x1b[{code}m{s}\x1b[0m")
@@ -241,14 +351,13 @@ pub fn render_text(report: &Report, color: bool) -> String {
                 t.category,
                 t.duration_ms
             );
-            let _ = writeln!(
-                out,
-                "      {outcome}{}",
-                t.message
-                    .as_ref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            );
+            // A message that starts by naming the outcome must not be prefixed by it again.
+            let what = match t.message.as_deref() {
+                Some(m) if m.starts_with(outcome) => m.to_string(),
+                Some(m) => format!("{outcome}: {m}"),
+                None => outcome.to_string(),
+            };
+            let _ = writeln!(out, "      {what}");
             if let Some(h) = &t.hint {
                 let _ = writeln!(out, "      hint: {h}");
             }

@@ -158,7 +158,9 @@ impl Engine {
     /// Prepares everything once: the toolchain copy, the vendored crates and the warm target folder
     /// (built in the sandbox exactly as jobs build, so that jobs only compile the student's crate).
     pub fn new(config: Config) -> Result<Engine, EngineError> {
-        let rubric = Rubric::load(&config.hidden_tests.join("rubric.toml"))?;
+        let rubric = crate::suite::HiddenTests::open(&config.hidden_tests)
+            .map_err(|e| EngineError::Setup(e.to_string()))?
+            .into_rubric();
         let data = DataDir::open(&config.data_dir)?;
         let _lock = data.lock()?;
         let toolchain = Toolchain::prepare(&data.toolchain())?;
@@ -535,7 +537,7 @@ impl Engine {
         };
         let max = match mode {
             Mode::Hidden => self.rubric.max_by_category(),
-            Mode::Public => BTreeMap::new(),
+            Mode::Public => crate::suite::public_max_by_category(),
         };
         report.tally(&max);
         report

@@ -15,4 +15,5 @@ pub mod rubric;
 pub mod runner;
 pub mod sandbox;
 pub mod solutions;
+pub mod suite;
 pub mod validate;

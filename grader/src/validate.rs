@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::engine::{Engine, EngineError, Input, Mode, Progress};
 use crate::report::{Report, Status};
@@ -30,21 +30,60 @@ pub struct Row {
     pub problem: Option<String>,
 }
 
-/// Grades every solution of the repository at `repo` whose name contains `filter`, `runs` times each
-/// (one build, `runs` test phases).
-pub fn run(
-    engine: &Engine,
-    repo: &Path,
-    runs: usize,
-    filter: Option<&str>,
-    on_row: &dyn Fn(&Row),
-) -> Result<Vec<Row>, EngineError> {
-    let all = solutions::discover(repo).map_err(|e| EngineError::Setup(e.to_string()))?;
-    let mut rows = Vec::new();
-    for s in all
+/// Why the solutions to validate cannot be chosen: the instructor's mistake, never a grade.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    /// The folder is not the grader's repository.
+    #[error(
+        "{} is not the runtime-grader repository (it has no exercise-template/ and solutions/): \
+         run from the repository's root or pass --repo",
+        .0.display()
+    )]
+    NotARepository(PathBuf),
+    /// The solutions cannot be listed or read.
+    #[error("{0}")]
+    Solutions(#[from] solutions::SolutionError),
+    /// `--only` matches no solution.
+    #[error("no solution's name contains `{filter}`; the known ones are: {}", .known.join(", "))]
+    Unknown {
+        /// The filter given.
+        filter: String,
+        /// Every solution's name.
+        known: Vec<String>,
+    },
+}
+
+/// The solutions of the repository at `repo` whose name contains `filter` (all without one); an
+/// unknown name is an error that lists the known ones.
+pub fn select(repo: &Path, filter: Option<&str>) -> Result<Vec<Solution>, ValidateError> {
+    if !repo.join("exercise-template").is_dir() || !repo.join("solutions").is_dir() {
+        return Err(ValidateError::NotARepository(repo.to_path_buf()));
+    }
+    let all = solutions::discover(repo)?;
+    let chosen: Vec<Solution> = all
         .iter()
         .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
-    {
+        .cloned()
+        .collect();
+    match filter {
+        Some(f) if chosen.is_empty() => Err(ValidateError::Unknown {
+            filter: f.to_string(),
+            known: all.into_iter().map(|s| s.name).collect(),
+        }),
+        _ => Ok(chosen),
+    }
+}
+
+/// Grades each of `chosen`, `runs` times (one build, `runs` test phases), calling `on_row` as each
+/// solution is done.
+pub fn run(
+    engine: &Engine,
+    chosen: &[Solution],
+    runs: usize,
+    on_row: &dyn Fn(&Row),
+) -> Result<Vec<Row>, EngineError> {
+    let mut rows = Vec::new();
+    for s in chosen {
         let row = grade_solution(engine, s, runs)?;
         on_row(&row);
         rows.push(row);
@@ -86,16 +125,24 @@ pub fn summarise(s: &Solution, reports: &[Report]) -> Row {
     let not_graded = reports.iter().find(|r| r.status != Status::Graded);
     let problem = match (&s.expect, not_graded) {
         (_, Some(r)) => Some(format!(
-            "was not graded ({:?}): {}",
-            r.status,
+            "was not graded ({}): {}",
+            match r.status {
+                Status::Rejected => "refused",
+                _ => "did not build",
+            },
             r.message.clone().unwrap_or_default()
         )),
         (Expect::Template, None) if total.1 > 0 => {
             Some(format!("template scored up to {}", total.1))
         }
         (Expect::Correct, None) if total.0 < max => Some(format!(
-            "correct solution scored {} in some run; failing: {:?}",
-            total.0, failing
+            "correct solution scored {} in some run; failing: {}",
+            total.0,
+            failing
+                .iter()
+                .map(|(name, n)| format!("{name} ({n} of {} runs)", reports.len()))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
         (Expect::Buggy { category, .. }, None) => {
             let (_, high, cmax) = categories.get(category).copied().unwrap_or((0, 0, 0));
@@ -147,7 +194,62 @@ pub fn render(rows: &[Row]) -> String {
             (None, Expect::Buggy { category, .. }) => format!("ok: caught in {category}"),
             (None, _) => "ok".into(),
         };
-        let _ = writeln!(out, " {total:>9}  {verdict} ({} runs)", r.runs);
+        let runs = match r.runs {
+            1 => "1 run".to_string(),
+            n => format!("{n} runs"),
+        };
+        let _ = writeln!(out, " {total:>9}  {verdict} ({runs})");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(runs: usize) -> Row {
+        Row {
+            name: "reference".into(),
+            expect: Expect::Correct,
+            categories: BTreeMap::new(),
+            total: (100, 100),
+            runs,
+            failing: BTreeMap::new(),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn the_matrix_counts_runs_in_words() {
+        let text = render(&[row(1), row(10)]);
+        assert!(text.contains("ok (1 run)\n"), "{text}");
+        assert!(text.contains("ok (10 runs)\n"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_solution_is_said_so_in_words() {
+        let s = Solution {
+            name: "reference".into(),
+            expect: Expect::Correct,
+            base: "solutions/reference".into(),
+            patch: None,
+        };
+        let report = Report {
+            status: Status::Rejected,
+            score: 0,
+            max_score: 100,
+            message: Some("the upload has no src/lib.rs".into()),
+            categories: BTreeMap::new(),
+            tests: Vec::new(),
+            diagnostics: Vec::new(),
+            ignored_files: Vec::new(),
+            limits: Default::default(),
+            timings: Default::default(),
+        };
+        let problem = summarise(&s, &[report]).problem.unwrap();
+        assert_eq!(
+            problem,
+            "was not graded (refused): the upload has no src/lib.rs"
+        );
+    }
 }

@@ -239,6 +239,10 @@ fn floods_output() {
         println!("{line}");
     }
 }
+// In the sources (so the engine's rubric check accepts the suite) but compiled out of the build.
+#[cfg(any())]
+#[test]
+fn not_in_the_build() {}
 "#,
     )
     .unwrap();

@@ -1,57 +1,24 @@
-//! The hidden tests and their rubric agree: every `#[test]` of `hidden-tests/tests/*.rs` has exactly one
-//! rubric entry, every entry names a test (or a binary of the template), and the rubric's own rules hold.
+//! The repository's hidden tests and their rubric agree (the check the engine runs at start: every
+//! `#[test]` of `hidden-tests/tests/*.rs` has exactly one rubric entry, every entry names a test, none
+//! is `#[ignore]`d), every binary entry names a binary of the template, and the rubric teaches.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::repo;
 
-use grader::rubric::{Rubric, ROBUSTNESS};
+use grader::suite::{HiddenTests, HiddenTestsError};
 
-fn hidden() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../hidden-tests")
-}
-
-/// The names of the `#[test]` functions of one file (top level, as the rubric keys them).
-fn test_names(source: &str) -> Vec<String> {
-    let file = syn::parse_file(source).expect("hidden tests parse");
-    file.items
-        .iter()
-        .filter_map(|item| match item {
-            syn::Item::Fn(f) if f.attrs.iter().any(|a| a.path().is_ident("test")) => {
-                Some(f.sig.ident.to_string())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-fn all_test_names() -> Vec<String> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(hidden().join("tests")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            names.extend(test_names(&std::fs::read_to_string(&path).unwrap()));
-        }
-    }
-    names
+fn hidden() -> HiddenTests {
+    HiddenTests::open(&repo().join("hidden-tests")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn every_hidden_test_has_one_entry_and_every_entry_a_test() {
-    let rubric = Rubric::load(&hidden().join("rubric.toml")).expect("the rubric is valid");
-    let names = all_test_names();
-    let mut unique = names.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(
-        unique.len(),
-        names.len(),
-        "test names must be unique across files"
-    );
-    let mismatches = rubric.mismatches(names.iter().map(String::as_str));
-    assert!(mismatches.is_empty(), "{mismatches:#?}");
-    for entry in rubric.binaries() {
+    let hidden = hidden();
+    assert!(!hidden.tests().is_empty());
+    for entry in hidden.rubric().binaries() {
         let bin = entry.binary.as_deref().unwrap();
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../exercise-template/src/bin")
+        let path = repo()
+            .join("exercise-template/src/bin")
             .join(format!("{bin}.rs"));
         assert!(
             path.is_file(),
@@ -63,8 +30,9 @@ fn every_hidden_test_has_one_entry_and_every_entry_a_test() {
 
 #[test]
 fn robustness_categories_have_four_tests_each_and_hints_teach() {
-    let rubric = Rubric::load(&hidden().join("rubric.toml")).unwrap();
-    for category in ROBUSTNESS {
+    let hidden = hidden();
+    let rubric = hidden.rubric();
+    for category in grader::rubric::ROBUSTNESS {
         let n = rubric.tests().filter(|e| e.category == category).count();
         assert!(n >= 4, "{category} has {n} tests, fewer than 4");
     }
@@ -78,13 +46,65 @@ fn robustness_categories_have_four_tests_each_and_hints_teach() {
     }
 }
 
+/// A copy of the repository's hidden tests with `edit` applied to one test file.
+fn edited_copy(file: &str, edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = repo().join("hidden-tests");
+    grader::solutions::copy_sources(&from.join("src"), &dir.path().join("src")).unwrap();
+    grader::solutions::copy_sources(&from.join("tests"), &dir.path().join("tests")).unwrap();
+    for f in ["Cargo.toml", "rubric.toml"] {
+        std::fs::copy(from.join(f), dir.path().join(f)).unwrap();
+    }
+    let path = dir.path().join("tests").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
+    dir
+}
+
+fn problems(dir: &std::path::Path) -> Vec<String> {
+    match HiddenTests::open(dir) {
+        Err(HiddenTestsError::Disagree { problems, .. }) => problems,
+        other => panic!("expected a disagreement, got {other:?}"),
+    }
+}
+
 #[test]
-fn the_check_notices_a_test_without_entry_and_an_entry_without_test() {
-    let rubric = Rubric::load(&hidden().join("rubric.toml")).unwrap();
-    let mut names = all_test_names();
-    let dropped = names.pop().unwrap();
-    names.push("a_test_nobody_scored".into());
-    let mismatches = rubric.mismatches(names.iter().map(String::as_str));
-    assert!(mismatches.contains(&"test `a_test_nobody_scored` has no rubric entry".to_string()));
-    assert!(mismatches.contains(&format!("rubric entry `{dropped}` names no test")));
+fn a_renamed_test_is_an_unscored_test_and_an_entry_without_test() {
+    let first = hidden()
+        .tests()
+        .iter()
+        .find(|t| t.file == "tests/timer.rs")
+        .unwrap()
+        .name
+        .clone();
+    let dir = edited_copy("timer.rs", |s| {
+        s.replacen(&format!("fn {first}("), "fn renamed_by_mistake(", 1)
+    });
+    let problems = problems(dir.path());
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].starts_with("test `renamed_by_mistake` (tests/timer.rs:"));
+    assert!(problems[0].ends_with("has no rubric entry: it would never run"));
+    assert!(
+        problems[1].starts_with(&format!("rubric entry `{first}` names no #[test] function")),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn an_ignored_hidden_test_is_refused() {
+    let first = hidden().tests()[0].clone();
+    let dir = edited_copy(first.file.trim_start_matches("tests/"), |s| {
+        s.replacen(
+            &format!("fn {}(", first.name),
+            &format!("#[ignore]\nfn {}(", first.name),
+            1,
+        )
+    });
+    let problems = problems(dir.path());
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].starts_with(&format!("test `{}` ({}:", first.name, first.file))
+            && problems[0].contains("is #[ignore]d"),
+        "{problems:#?}"
+    );
 }

@@ -13,13 +13,16 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// An engine configuration on the shared data folder (`GRADER_DATA_DIR`, as the CLI reads it), with
-/// the given hidden tests.
-pub fn config(hidden_tests: PathBuf) -> Config {
-    let data = std::env::var_os("GRADER_DATA_DIR")
+/// The shared data folder (`GRADER_DATA_DIR`, as the CLI reads it).
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("GRADER_DATA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    Config::new(data, hidden_tests)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+/// An engine configuration on the shared data folder, with the given hidden tests.
+pub fn config(hidden_tests: PathBuf) -> Config {
+    Config::new(data_dir(), hidden_tests)
 }
 
 /// Whether this run is CI's: `CI` is set (CI runs with `CI=true`) and not `false`/`0`.
