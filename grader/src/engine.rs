@@ -17,7 +17,7 @@ use crate::report::{
     Diagnostic, IgnoredFile, LimitsReport, Outcome, Report, Status, TestResult, Timings,
 };
 use crate::rubric::{Rubric, RubricError};
-use crate::runner::{self, Check};
+use crate::runner::{self, Check, RunnerError};
 use crate::sandbox::{
     JobDir, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError, Toolchain,
 };
@@ -120,6 +120,9 @@ pub enum EngineError {
     /// The rubric is unusable.
     #[error("{0}")]
     Rubric(#[from] RubricError),
+    /// Listing or running the tests failed in a way that is not the submission's.
+    #[error("{0}")]
+    Runner(#[from] RunnerError),
     /// Preparing the toolchain, vendored crates or warm cache failed.
     #[error("setup: {0}")]
     Setup(String),
@@ -397,7 +400,7 @@ impl Engine {
                 );
             }
             for t in &mut report.tests {
-                t.message = Some("not run: the crate did not compile".into());
+                t.message = Some("the crate did not compile".into());
             }
             return Ok(Stage::Done(report));
         }
@@ -543,38 +546,27 @@ impl Engine {
         report
     }
 
-    /// Lists the tests of every test binary, in one sandboxed process.
+    /// Lists the tests of every test binary (see [`runner::list_tests`]).
     fn list_tests(
         &self,
         job: &Path,
         artifacts: &Artifacts,
     ) -> Result<BTreeMap<String, String>, EngineError> {
-        let script =
-            "for b in \"$@\"; do echo \"#binary $b\"; \"$b\" --list --format terse || exit 1; done";
-        let mut args = vec!["-c".to_string(), script.to_string(), "list".to_string()];
-        args.extend(artifacts.test_binaries.iter().cloned());
         let cmd = SandboxCommand {
-            program: "/bin/sh".into(),
-            args,
+            program: String::new(),
+            args: Vec::new(),
             env: base_env(),
             cwd: WORK_MOUNT.into(),
             ro_mounts: vec![(job.to_path_buf(), WORK_MOUNT.to_string())],
             rw_mounts: Vec::new(),
             stdin: None,
         };
-        let r = self.sandbox.run(&cmd, &self.config.test_limits)?;
-        let mut tests = BTreeMap::new();
-        let mut binary = String::new();
-        // Only the test harness's own listing runs here (no student code runs before main in
-        // safe Rust), so this output can be trusted to name the tests.
-        for line in String::from_utf8_lossy(&r.stdout).lines() {
-            if let Some(b) = line.strip_prefix("#binary ") {
-                binary = b.to_string();
-            } else if let Some(name) = line.strip_suffix(": test") {
-                tests.insert(name.to_string(), binary.clone());
-            }
-        }
-        Ok(tests)
+        Ok(runner::list_tests(
+            &self.sandbox,
+            &cmd,
+            &self.config.test_limits,
+            &artifacts.test_binaries,
+        )?)
     }
 
     /// Turns the rubric (or, for public tests, the listing) into checks; returns them with the index
@@ -618,12 +610,9 @@ impl Engine {
         let mut indices = Vec::new();
         for (i, entry) in self.rubric.entries().iter().enumerate() {
             let check = match &entry.binary {
-                Some(bin) => bins.get(bin).map(|path| Check {
-                    name: entry.name.clone(),
-                    program: path.clone(),
-                    args: Vec::new(),
-                    timeout: entry.timeout(),
-                }),
+                Some(bin) => bins
+                    .get(bin)
+                    .map(|path| Check::binary(&entry.name, path, entry.timeout())),
                 None => listed
                     .get(&entry.name)
                     .map(|b| Check::test(&entry.name, b, entry.timeout())),
@@ -635,10 +624,10 @@ impl Engine {
                 }
                 None => {
                     report.tests[i].message = Some(match &entry.binary {
-                        Some(bin) => format!(
-                            "not run: the binary `{bin}` did not build (see the diagnostics)"
-                        ),
-                        None => "not run: this test was not found in the build".into(),
+                        Some(bin) => {
+                            format!("the binary `{bin}` did not build (see the diagnostics)")
+                        }
+                        None => "this test was not found in the build".into(),
                     });
                 }
             }

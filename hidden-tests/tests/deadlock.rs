@@ -14,8 +14,8 @@ use futures::executor::block_on;
 use futures::future;
 use futures_test::future::FutureTestExt;
 use hidden_tests::{
-    on_drop, run_until_stalled_with_watchdog, run_with_watchdog, self_waking, wake_a_clone,
-    with_watchdog, Counter, Flag, Gate, Log, HANG_SECS,
+    expect_within, on_drop, run_until_stalled_with_watchdog, run_with_watchdog, self_waking,
+    wake_a_clone, with_watchdog, Counter, Flag, Gate, Log, HANG_SECS,
 };
 use runtime::custom_future::{self, CountdownFuture, MapFuture};
 use runtime::executor::new_executor_and_spawner;
@@ -231,7 +231,9 @@ fn deadlock_run_returns_once_last_waker_is_dropped() {
                 executor.run();
                 executor
             });
-            assert!(gate.wait_for_polls(1, WAIT), "the task was never polled");
+            expect_within("run() to poll the task", WAIT, |t| {
+                gate.wait_for_polls(1, t)
+            });
             drop(gate.take_waker());
             drop(runner.join().expect("run() panicked"));
         },
