@@ -63,8 +63,9 @@ pub struct TestResult {
     /// Captured output (capped); never in a student's view of a hidden test.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
-    /// Whether students may see this test's name and output.
-    #[serde(skip)]
+    /// Whether students may see this test's name and output. Stored with the report, so that a
+    /// report read back shows the student the same view; missing means hidden (fail closed).
+    #[serde(default)]
     pub visible: bool,
 }
 
@@ -207,5 +208,88 @@ impl Report {
     /// Tests that did not pass.
     pub fn failures(&self) -> impl Iterator<Item = &TestResult> {
         self.tests.iter().filter(|t| t.outcome != Outcome::Passed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test(name: &str, outcome: Outcome, visible: bool) -> TestResult {
+        TestResult {
+            name: name.into(),
+            category: "deadlock".into(),
+            outcome,
+            score: if outcome == Outcome::Passed { 2 } else { 0 },
+            max_score: 2,
+            duration_ms: 5_012,
+            cpu_ms: 3,
+            message: (outcome != Outcome::Passed).then(|| "hung 5.0 s waiting for run()".into()),
+            hint: (outcome != Outcome::Passed).then(|| "wake before Pending".into()),
+            output: Some("stderr line\n".into()),
+            visible,
+        }
+    }
+
+    fn report() -> Report {
+        let mut report = Report {
+            status: Status::Graded,
+            score: 0,
+            max_score: 0,
+            message: Some("a message".into()),
+            categories: BTreeMap::new(),
+            tests: vec![
+                test("visible_one", Outcome::Passed, true),
+                test("secret_one", Outcome::TimedOut, false),
+                test("secret_two", Outcome::Passed, false),
+            ],
+            diagnostics: vec![Diagnostic {
+                file: Some("src/timer.rs".into()),
+                line: Some(3),
+                column: Some(22),
+                level: "error".into(),
+                message: "mismatched types".into(),
+                rendered: "error[E0308]: mismatched types".into(),
+            }],
+            ignored_files: vec![IgnoredFile {
+                path: "Cargo.toml".into(),
+                reason: "the grader uses its own".into(),
+            }],
+            limits: LimitsReport {
+                build_wall_secs: 180,
+                enforcement: "memory=cgroup-v1".into(),
+                ..LimitsReport::default()
+            },
+            timings: Timings {
+                queue_ms: Some(7),
+                build_ms: 1,
+                run_ms: 2,
+                total_ms: 3,
+            },
+        };
+        report.tally(&[("deadlock".to_string(), 6), ("timer".to_string(), 0)].into());
+        report
+    }
+
+    #[test]
+    fn a_stored_report_reads_back_as_the_same_report() {
+        let original = report();
+        let stored = serde_json::to_string(&original).unwrap();
+        let read: Report = serde_json::from_str(&stored).unwrap();
+        assert_eq!(read, original);
+        // What a student is shown from the stored report is what they were shown at grading.
+        assert_eq!(read.for_student(), original.for_student());
+        let student = read.for_student();
+        assert_eq!(student.tests[1].name, "hidden test 1");
+        assert!(student.tests[1].output.is_none());
+        assert_eq!(student.tests[0].name, "visible_one");
+    }
+
+    #[test]
+    fn a_stored_test_without_visibility_is_hidden() {
+        let mut json = serde_json::to_value(report()).unwrap();
+        json["tests"][0].as_object_mut().unwrap().remove("visible");
+        let read: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(read.for_student().tests[0].name, "hidden test 1");
     }
 }
