@@ -69,6 +69,31 @@ pub struct TestResult {
     pub visible: bool,
 }
 
+impl TestResult {
+    /// A check that has not run: no points yet, no time, its hint ready in case it does not pass.
+    pub fn unscored(
+        name: &str,
+        category: &str,
+        max_score: u32,
+        hint: Option<String>,
+        visible: bool,
+    ) -> TestResult {
+        TestResult {
+            name: name.to_string(),
+            category: category.to_string(),
+            outcome: Outcome::NotRun,
+            score: 0,
+            max_score,
+            duration_ms: 0,
+            cpu_ms: 0,
+            message: None,
+            hint,
+            output: None,
+            visible,
+        }
+    }
+}
+
 /// Score of one category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CategoryScore {
@@ -165,6 +190,84 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of `tests`, none run yet, with every category of `max_by_category` at zero.
+    pub fn unscored(
+        tests: Vec<TestResult>,
+        max_by_category: &BTreeMap<String, u32>,
+        limits: LimitsReport,
+    ) -> Report {
+        let mut report = Report {
+            status: Status::Graded,
+            score: 0,
+            max_score: 0,
+            message: None,
+            categories: BTreeMap::new(),
+            tests,
+            diagnostics: Vec::new(),
+            ignored_files: Vec::new(),
+            limits,
+            timings: Timings::default(),
+        };
+        report.tally(max_by_category);
+        report
+    }
+
+    /// The submission was refused before building, for the reasons in `diagnostics`.
+    pub fn reject(&mut self, message: String, diagnostics: Vec<Diagnostic>) {
+        self.status = Status::Rejected;
+        self.message = Some(message);
+        self.diagnostics = diagnostics;
+    }
+
+    /// The crate did not compile: `message` says so to the student; no test ran.
+    pub fn build_failed(&mut self, message: String) {
+        self.status = Status::BuildFailed;
+        self.message = Some(message);
+        for t in &mut self.tests {
+            t.message = Some("the crate did not compile".into());
+        }
+    }
+
+    /// Records what happened to test `i`: all of its points if it passed, none otherwise.
+    pub fn record(
+        &mut self,
+        i: usize,
+        outcome: Outcome,
+        message: Option<String>,
+        duration_ms: u64,
+        cpu_ms: u64,
+        output: String,
+    ) {
+        let t = &mut self.tests[i];
+        t.outcome = outcome;
+        t.score = if outcome == Outcome::Passed {
+            t.max_score
+        } else {
+            0
+        };
+        t.message = message;
+        t.duration_ms = duration_ms;
+        t.cpu_ms = cpu_ms;
+        t.output = Some(output);
+    }
+
+    /// Ends the scoring: graded, hints kept only where a test did not pass, categories and the
+    /// total summed.
+    pub fn finish_scoring(&mut self) {
+        for t in &mut self.tests {
+            if t.outcome == Outcome::Passed {
+                t.hint = None;
+            }
+        }
+        self.status = Status::Graded;
+        let max = self
+            .categories
+            .iter()
+            .map(|(c, s)| (c.clone(), s.max_score))
+            .collect();
+        self.tally(&max);
+    }
+
     /// Sums test scores into categories and the total. `max_by_category` names every category.
     pub fn tally(&mut self, max_by_category: &BTreeMap<String, u32>) {
         self.categories = max_by_category

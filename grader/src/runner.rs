@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::report::Outcome;
+use crate::rubric::Rubric;
 use crate::sandbox::{
     ExitStatusKind, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError,
 };
@@ -73,6 +74,64 @@ impl Check {
             timeout,
             kind: Kind::Binary,
         }
+    }
+}
+
+/// The checks to run, each with the index of the report entry it fills, and the entries that
+/// cannot run with the reason.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The checks, in report order.
+    pub checks: Vec<Check>,
+    /// For each check, its report entry.
+    pub slots: Vec<usize>,
+    /// Report entries without a check, with the reason (in words for the student).
+    pub unplanned: Vec<(usize, String)>,
+}
+
+/// Plans the rubric's checks against what the build contains: `listed` tests (name -> binary)
+/// and built `bins` (name -> path). Entries missing from the build cannot run.
+pub fn plan_rubric(
+    rubric: &Rubric,
+    listed: &BTreeMap<String, String>,
+    bins: &BTreeMap<String, String>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for (i, entry) in rubric.entries().iter().enumerate() {
+        let check = match &entry.binary {
+            Some(bin) => bins
+                .get(bin)
+                .map(|path| Check::binary(&entry.name, path, entry.timeout())),
+            None => listed
+                .get(&entry.name)
+                .map(|b| Check::test(&entry.name, b, entry.timeout())),
+        };
+        match (check, &entry.binary) {
+            (Some(c), _) => {
+                plan.checks.push(c);
+                plan.slots.push(i);
+            }
+            (None, Some(bin)) => plan.unplanned.push((
+                i,
+                format!("the binary `{bin}` did not build (see the diagnostics)"),
+            )),
+            (None, None) => plan
+                .unplanned
+                .push((i, "this test was not found in the build".into())),
+        }
+    }
+    plan
+}
+
+/// Plans every listed test, each with `timeout`, in listing order.
+pub fn plan_listed(listed: &BTreeMap<String, String>, timeout: Duration) -> Plan {
+    Plan {
+        checks: listed
+            .iter()
+            .map(|(name, bin)| Check::test(name, bin, timeout))
+            .collect(),
+        slots: (0..listed.len()).collect(),
+        unplanned: Vec::new(),
     }
 }
 
