@@ -69,7 +69,10 @@ impl DataDir {
                 .is_some_and(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err());
             if !live {
                 tracing::warn!(path = %path.display(), "removing a job area left by a crash");
-                remove_area(&path)?;
+                // Grading can go on beside a leftover that resists; the next start tries again.
+                if let Err(e) = remove_area(&path) {
+                    tracing::error!(error = %e, path = %path.display(), "cannot remove the leftover");
+                }
             }
         }
         let dir = tempfile::Builder::new()
@@ -119,8 +122,15 @@ impl Drop for JobsArea {
     }
 }
 
-/// Detaches every mount at or below `dir` (deepest first), then removes it.
+/// Detaches every mount at or below `dir` (deepest first), then removes it (or the stray file or
+/// link that is there instead).
 fn remove_area(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(m) if !m.is_dir() => return fs::remove_file(dir),
+        Ok(_) => {}
+    }
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
     let mut mounts: Vec<PathBuf> = mountinfo
         .lines()

@@ -430,6 +430,21 @@ mod tests {
                            failed; 1 ignored; 0 measured; 2 filtered out; finished in 0.00s\n";
 
     #[test]
+    fn the_harness_and_the_runner_agree_on_the_hang_exit() {
+        let harness = include_str!("../../hidden-tests/src/lib.rs");
+        assert!(
+            harness.contains(&format!(
+                "pub const HANG_EXIT_CODE: i32 = {HANG_EXIT_CODE};"
+            )),
+            "hidden-tests/src/lib.rs must define HANG_EXIT_CODE = {HANG_EXIT_CODE}"
+        );
+        assert!(
+            harness.contains(&format!("pub const HANG_MARKER: &str = {HANG_MARKER:?};")),
+            "hidden-tests/src/lib.rs must define HANG_MARKER = {HANG_MARKER:?}"
+        );
+    }
+
+    #[test]
     fn a_test_passes_only_when_libtest_says_it_ran() {
         let ok = run(ExitStatusKind::Exited(0), PASSED, "", 10);
         assert_eq!(classify(&ok, Kind::Test), Ok((Outcome::Passed, None)));

@@ -93,6 +93,8 @@ fn a_start_clears_the_job_areas_of_crashed_graders_only() {
     // Folders of the older layout, named by pid.
     let old = data.jobs().join("warm-1");
     fs::create_dir_all(old.join("target")).unwrap();
+    let stray = data.jobs().join("stray-file");
+    fs::write(&stray, "x").unwrap();
 
     let started = data.start_jobs().unwrap();
     assert!(
@@ -100,6 +102,7 @@ fn a_start_clears_the_job_areas_of_crashed_graders_only() {
         "the crashed grader's area is still there"
     );
     assert!(!old.exists(), "an old-layout leftover is still there");
+    assert!(!stray.exists(), "a stray file is still there");
     if is_root {
         assert!(!mounted_below(&crashed), "its tmpfs is still mounted");
     }
