@@ -14,7 +14,7 @@ use futures::executor::block_on;
 use futures::future::{self, FutureExt};
 use futures_test::future::FutureTestExt;
 use hidden_tests::{
-    expect_within, hooked_waker, poll_with, probe_waker, run_until_stalled_with_watchdog,
+    expect_within, hang, hooked_waker, poll_with, probe_waker, run_until_stalled_with_watchdog,
     run_with_watchdog, with_watchdog, Counter, Gate, Log, HANG_SECS,
 };
 use runtime::custom_future::{ManualFuture, MapFuture};
@@ -71,7 +71,13 @@ fn missed_wake_from_another_thread_during_poll_leads_to_a_poll() {
             return Poll::Ready(());
         }
         let _ = waker_tx.send(cx.waker().clone());
-        let _ = woken_rx.recv_timeout(WAIT);
+        if woken_rx.recv_timeout(WAIT).is_err() {
+            // Not lost but stuck until this poll returns: the executor's lock is held across it.
+            hang(
+                "a wake from another thread while the task was being polled",
+                HANG_SECS,
+            );
+        }
         Poll::Pending
     }));
     let (_executor, made) = with_watchdog(3 * HANG_SECS, "run_until_stalled()", move || {
