@@ -25,16 +25,6 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap()
-        .success());
-}
-
 /// A plain cargo workspace of the same job, outside any sandbox, using the same vendored crates.
 fn baseline_workspace(
     dir: &Path,
@@ -138,7 +128,7 @@ fn main() {
         assert_eq!(report.score, 100);
         // Each baseline run starts from a copy of the warm folder, as each grading does.
         let target = base.path().join(format!("target-{i}"));
-        copy_tree(&warm, &target);
+        grader::cache::copy_tree(&warm, &target).unwrap();
         std::fs::remove_dir_all(ws.join("runtime/src")).ok();
         baseline_workspace(&ws, &files, &cold_dir.path().join("vendor"));
         plain.push(cargo_test(&ws, &target));

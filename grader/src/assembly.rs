@@ -80,10 +80,8 @@ pub fn assemble(dir: &Path, files: &BTreeMap<String, String>, suite: &Suite) -> 
     write(&hidden.join("Cargo.toml"), HIDDEN_TOML)?;
     match suite {
         Suite::Hidden(source) => {
-            crate::solutions::copy_sources(&source.join("src"), &hidden.join("src"))
-                .map_err(io::Error::other)?;
-            crate::solutions::copy_sources(&source.join("tests"), &hidden.join("tests"))
-                .map_err(io::Error::other)?;
+            copy_sources(&source.join("src"), &hidden.join("src"))?;
+            copy_sources(&source.join("tests"), &hidden.join("tests"))?;
         }
         Suite::Public => {
             // The package must exist for the locked workspace, but contributes no test.
@@ -94,6 +92,21 @@ pub fn assemble(dir: &Path, files: &BTreeMap<String, String>, suite: &Suite) -> 
             for (path, contents) in PUBLIC_TESTS {
                 write(&runtime.join(path), contents)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Copies every `.rs` file below `from` into the same relative place below `to`.
+pub fn copy_sources(from: &Path, to: &Path) -> io::Result<()> {
+    for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
+        let entry = entry.map_err(io::Error::from)?;
+        let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
+        let target = to.join(rel);
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&target)?;
+        } else if entry.path().extension().is_some_and(|e| e == "rs") {
+            fs::copy(entry.path(), &target)?;
         }
     }
     Ok(())

@@ -1,15 +1,228 @@
-//! The build phase's output: cargo's JSON messages turned into test binaries, binaries and diagnostics
-//! that point into the student's crate; errors inside the hidden tests become API-mismatch messages.
+//! The build phase: cargo, offline and locked, in the sandbox (for a job, and once for the warm
+//! cache), and its output: cargo's JSON messages turned into test binaries, binaries and
+//! diagnostics that point into the student's crate; errors inside the hidden tests become
+//! API-mismatch messages.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::assembly::{self, Suite, VENDOR_MOUNT};
+use crate::cache::{self, DataDir};
+use crate::job::{self, WARM_MOUNT, WORK_MOUNT};
 use crate::report::Diagnostic;
+use crate::sandbox::{JobDir, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError};
 
-/// Where the job workspace appears inside the sandbox.
-pub const WORK_MOUNT: &str = "/work";
+/// Why the build phase could not do its work (never the submission's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The sandbox could not run cargo.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] SandboxError),
+    /// A file operation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The warm-up build compiled no dependency.
+    #[error("setup: the warm-up build compiled no dependency: {0}")]
+    Cold(String),
+}
+
+/// A job's build: what it produced, and why it failed (in words for the student), if it did.
+#[derive(Debug)]
+pub struct Build {
+    /// Test binaries, binaries and diagnostics.
+    pub artifacts: Artifacts,
+    /// Set when the crate did not build: what to tell the student.
+    pub failure: Option<String>,
+}
+
+/// Builds the job's tests (the suite's package) and, with `bins`, the student's binaries, starting
+/// from the warm cache. A crate that does not compile is a [`Build`] with a failure, not an error.
+pub fn build(
+    sandbox: &Sandbox,
+    data: &DataDir,
+    job: &Path,
+    suite: &Suite,
+    bins: bool,
+    limits: &Limits,
+) -> Result<Build, SandboxError> {
+    let tests = cargo(sandbox, data, job, &test_args(suite), true, limits)?;
+    let mut artifacts = parse(&String::from_utf8_lossy(&tests.stdout), job, package(suite));
+    if !tests.status.success() || artifacts.test_binaries.is_empty() {
+        if artifacts.diagnostics.is_empty() {
+            tracing::warn!(
+                stderr = %String::from_utf8_lossy(&tests.stderr),
+                "build failed without compiler messages"
+            );
+        }
+        let failure = Some(failure_message(&tests, &artifacts.diagnostics));
+        return Ok(Build { artifacts, failure });
+    }
+    if bins {
+        let built = cargo(sandbox, data, job, &bins_args(), true, limits)?;
+        let more = parse(&String::from_utf8_lossy(&built.stdout), job, package(suite));
+        for d in more.diagnostics {
+            if !artifacts.diagnostics.contains(&d) {
+                artifacts.diagnostics.push(d);
+            }
+        }
+        artifacts.bins = more.bins;
+    }
+    Ok(Build {
+        artifacts,
+        failure: None,
+    })
+}
+
+/// Builds the warm cache once for `key`: an empty crate with the hidden tests, built in the sandbox
+/// exactly as jobs build (every cargo invocation they make), so that every dependency is compiled
+/// for every feature set they select; then published (see [`cache::publish_warm_target`]).
+pub fn warm_up(
+    sandbox: &Sandbox,
+    data: &DataDir,
+    scratch: &Path,
+    hidden_tests: &Path,
+    job_dir_bytes: u64,
+    limits: &Limits,
+    key: &str,
+) -> Result<(), BuildError> {
+    let warm = data.warm_target();
+    if cache::is_ready(&warm, key) {
+        return Ok(());
+    }
+    tracing::info!("building the warm dependency cache (once)");
+    let job = JobDir::create(scratch, job_dir_bytes)?;
+    // An empty crate: its dependents fail to compile, but with --keep-going every dependency
+    // is built.
+    let files = [("src/lib.rs".to_string(), "//! warm-up\n".to_string())]
+        .into_iter()
+        .collect();
+    let hidden = Suite::Hidden(hidden_tests.to_path_buf());
+    assembly::assemble(job.path(), &files, &hidden)?;
+    for (mut args, keep_going) in [
+        (test_args(&hidden), "--no-fail-fast"),
+        (test_args(&Suite::Public), "--no-fail-fast"),
+        (bins_args(), "--keep-going"),
+    ] {
+        args.push(keep_going.into());
+        let r = cargo(sandbox, data, job.path(), &args, false, limits)?;
+        if !cache::is_warm(&job.path().join("target")) {
+            let stderr = String::from_utf8_lossy(&r.stderr);
+            return Err(BuildError::Cold(
+                stderr.lines().rev().take(15).collect::<Vec<_>>().join("\n"),
+            ));
+        }
+    }
+    cache::publish_warm_target(&job.path().join("target"), &warm, scratch, key)?;
+    Ok(())
+}
+
+/// Runs one cargo command in the job's sandbox (the job folder writable at /work; with
+/// `from_warm`, a copy of the warm cache becomes its target folder first).
+fn cargo(
+    sandbox: &Sandbox,
+    data: &DataDir,
+    job: &Path,
+    args: &[String],
+    from_warm: bool,
+    limits: &Limits,
+) -> Result<RunResult, SandboxError> {
+    let mut script = String::from("set -e\n");
+    if from_warm {
+        script.push_str(&format!(
+            "[ -d {WORK_MOUNT}/target ] || cp -a {WARM_MOUNT} {WORK_MOUNT}/target\n"
+        ));
+    }
+    script.push_str("exec cargo \"$@\"\n");
+    let mut all = vec!["-c".to_string(), script, "cargo".to_string()];
+    all.extend(args.iter().cloned());
+    let mut ro = vec![(data.vendor(), VENDOR_MOUNT.to_string())];
+    if from_warm {
+        ro.push((data.warm_target(), WARM_MOUNT.to_string()));
+    }
+    let cmd = SandboxCommand {
+        program: "/bin/sh".into(),
+        args: all,
+        env: job::env(),
+        cwd: WORK_MOUNT.into(),
+        ro_mounts: ro,
+        rw_mounts: vec![(job.to_path_buf(), WORK_MOUNT.to_string())],
+        stdin: None,
+    };
+    let mut limits = limits.clone();
+    // cargo's JSON messages can be long; diagnostics must not be cut off.
+    limits.output_bytes = limits.output_bytes.max(4 << 20);
+    sandbox.run(&cmd, &limits)
+}
+
+/// The package whose test binaries a suite runs.
+fn package(suite: &Suite) -> &'static str {
+    match suite {
+        Suite::Hidden(_) => "hidden-tests",
+        Suite::Public => "runtime",
+    }
+}
+
+/// The cargo arguments of a suite's test build.
+fn test_args(suite: &Suite) -> Vec<String> {
+    let targets: &[&str] = match suite {
+        Suite::Hidden(_) => &["--tests"],
+        Suite::Public => &["--lib"],
+    };
+    [
+        "test",
+        "--no-run",
+        "--offline",
+        "--locked",
+        "--message-format=json",
+        "-p",
+        package(suite),
+    ]
+    .iter()
+    .chain(targets)
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The cargo arguments of the binaries' build.
+fn bins_args() -> Vec<String> {
+    [
+        "build",
+        "--offline",
+        "--locked",
+        "--message-format=json",
+        "-p",
+        "runtime",
+        "--bins",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// What a student reads when the build failed.
+fn failure_message(built: &RunResult, diagnostics: &[Diagnostic]) -> String {
+    if let Some(limit) = built.limit_hit {
+        let what = match limit {
+            LimitKind::Wall => "its time limit",
+            LimitKind::Cpu => "its CPU-time limit",
+            LimitKind::Memory => "its memory limit",
+            LimitKind::Tasks => "its limit on processes and threads",
+        };
+        return format!(
+            "The build was stopped: it hit {what}. Very deep macro recursion or endless constant \
+             evaluation can cause this."
+        );
+    }
+    let errors = diagnostics.iter().filter(|d| d.level == "error").count();
+    if errors > 0 {
+        format!("Your crate did not compile: {errors} error(s). Fix them and submit again.")
+    } else {
+        "Your crate did not compile.".into()
+    }
+}
 
 /// What a build produced.
 #[derive(Debug, Default)]
@@ -56,58 +269,119 @@ struct CompilerMessage {
 struct Span {
     file_name: String,
     line_start: u32,
+    line_end: u32,
     column_start: u32,
+    column_end: u32,
     is_primary: bool,
 }
-
-/// The public items of the exercise spec, with the signature a hidden test relies on. Longer names
-/// first, so that `CountdownFuture::new` wins over `CountdownFuture`.
-const API: &[(&str, &str)] = &[
-    ("CountdownFuture::new", "`CountdownFuture::new` must be `pub fn new(count: u32) -> Self`"),
-    ("TimerFuture::new", "`TimerFuture::new` must be `pub fn new(duration: Duration) -> Self`"),
-    ("ManualFuture::new", "`ManualFuture::<T>::new` must be `pub fn new() -> (ManualFuture<T>, ManualHandle<T>)`"),
-    ("MapFuture::new", "`MapFuture::new` must be `pub fn new(future: Fut, f: F) -> Self`"),
-    ("FirstTimer::new", "`FirstTimer::new` must be `pub fn new(durations: &[Duration]) -> Self`"),
-    ("new_executor_and_spawner_with_capacity", "`new_executor_and_spawner_with_capacity` must be `pub fn new_executor_and_spawner_with_capacity(capacity: usize) -> (Executor, Spawner)`"),
-    ("new_executor_and_spawner", "`new_executor_and_spawner` must be `pub fn new_executor_and_spawner() -> (Executor, Spawner)`"),
-    ("spawn_with_priority", "`Spawner::spawn_with_priority` must be `pub fn spawn_with_priority(&self, priority: Priority, future: impl Future<Output = ()> + Send + 'static) -> Result<(), SpawnError>`"),
-    ("try_spawn", "`Spawner::try_spawn` must be `pub fn try_spawn(&self, future: impl Future<Output = ()> + Send + 'static) -> Result<(), SpawnError>`"),
-    ("run_until_stalled", "`Executor::run_until_stalled` must be `pub fn run_until_stalled(&self) -> usize`"),
-    ("MAX_QUEUED_TASKS", "`MAX_QUEUED_TASKS` must be `pub const MAX_QUEUED_TASKS: usize = 10_000`"),
-    ("complete", "`ManualHandle::complete` must be `pub fn complete(self, value: T)`, and both halves `Send` when `T: Send`"),
-    ("shutdown", "`Spawner::shutdown` must be `pub fn shutdown(&self)`"),
-    ("metrics", "`Executor::metrics` must be `pub fn metrics(&self) -> Metrics`, with the spec's public fields"),
-    ("Metrics", "`Metrics` must be the spec's struct with public fields `spawned`, `completed`, `polls`, `busy_time`, `max_poll_time` and derives `Debug, Clone, Copy, Default, PartialEq, Eq`"),
-    ("SpawnError", "`SpawnError` must be `enum SpawnError { QueueFull, Shutdown }` with `Debug, Clone, Copy, PartialEq, Eq`, `Display` and `std::error::Error`"),
-    ("Priority", "`Priority` must be `enum Priority { High, Low }` with `Debug, Clone, Copy, PartialEq, Eq, Hash, Default` (default `Low`)"),
-    ("ManualHandle", "`ManualHandle<T>` must be `Send` when `T: Send`"),
-    ("ManualFuture", "`ManualFuture<T>` must be a `Future<Output = T>`, `Unpin`, and `Send` when `T: Send`"),
-    ("MapFuture", "`MapFuture<Fut, F>` must be a `Future<Output = T>` for `F: FnOnce(Fut::Output) -> T`, accepting inner futures that are not `Unpin`"),
-    ("FirstTimer", "`FirstTimer` must be a `Future<Output = usize>` and `Send + 'static`"),
-    ("CountdownFuture", "`CountdownFuture` must be a `Future<Output = String>` and `Send + 'static`"),
-    ("TimerFuture", "both `TimerFuture`s must be `Future<Output = ()>` and `Send + 'static`"),
-    ("Spawner", "`Spawner` must be `Clone + Send + Sync` with `spawn`, `try_spawn`, `spawn_with_priority` and `shutdown`"),
-    ("Executor", "`Executor` must be `Send` with `run`, `run_until_stalled` and `metrics`"),
-    ("spawn", "`Spawner::spawn` must be `pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static)`"),
-    ("run", "`Executor::run` must be `pub fn run(&self)`"),
-];
 
 const SPECIFIC: &str = "API mismatch with the exercise spec: ";
 const GENERAL: &str = "the grader's tests do not compile against your crate";
 
-/// Explains a compile error inside the hidden tests in terms of the spec, without showing the
-/// hidden source: the spec item named on the failing line, or a general statement.
-fn api_mismatch(source_line: &str, compiler: &str) -> String {
-    let item = API.iter().find(|(needle, _)| {
-        source_line.match_indices(needle).any(|(i, _)| {
-            let before = source_line[..i].chars().next_back();
-            let after = source_line[i + needle.len()..].chars().next();
-            let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-            !ident(before) && !ident(after)
+/// Where the hidden tests state the spec, one `// spec:` comment per item (see that file).
+const API_FILE: &str = "hidden-tests/src/api.rs";
+
+/// The spec's wording of each public item, read from the `// spec:` comments of the hidden tests'
+/// [`API_FILE`], their one source: by line of that file, and by the name code elsewhere uses.
+#[derive(Debug, Default)]
+struct Spec {
+    /// 1-based line of the API file -> the comment that covers it.
+    by_line: BTreeMap<u32, String>,
+    /// (name as code writes it, wording), longer names first so that `CountdownFuture::new` wins
+    /// over `CountdownFuture`.
+    by_name: Vec<(String, String)>,
+}
+
+impl Spec {
+    fn parse(api_rs: &str) -> Spec {
+        let mut spec = Spec::default();
+        let mut current: Option<&str> = None;
+        for (i, line) in api_rs.lines().enumerate() {
+            let line = line.trim();
+            if let Some(text) = line.strip_prefix("// spec:") {
+                current = Some(text.trim());
+            } else if line.is_empty() || line.starts_with("//") {
+                current = None;
+            } else if let Some(text) = current {
+                spec.by_line.insert(i as u32 + 1, text.to_string());
+            }
+        }
+        for text in spec.by_line.values() {
+            let Some(name) = text.split('`').nth(1).map(code_name) else {
+                continue;
+            };
+            if !spec.by_name.iter().any(|(n, _)| *n == name) {
+                spec.by_name.push((name, text.clone()));
+            }
+        }
+        spec.by_name
+            .sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+        spec
+    }
+
+    /// The wording for an error at `line` of `file` (inside the hidden tests), whose span covers
+    /// `snippet` of `source_line`.
+    fn explain(&self, file: &str, line: u32, snippet: &str, source_line: &str) -> Option<&str> {
+        if file.ends_with(API_FILE) {
+            if let Some(text) = self.by_line.get(&line) {
+                return Some(text);
+            }
+        }
+        [snippet, source_line].iter().find_map(|code| {
+            self.by_name
+                .iter()
+                .find(|(name, _)| mentions(code, name))
+                .map(|(_, text)| text.as_str())
         })
-    });
-    match item {
-        Some((_, expected)) => format!("{SPECIFIC}{expected} (the compiler said: {compiler})"),
+    }
+}
+
+/// How code names a spec item: without generic arguments; a constructor as `Type::new`, a method
+/// by its own name (it is called on a value).
+fn code_name(item: &str) -> String {
+    let plain = without_generics(item);
+    let segments: Vec<&str> = plain.split("::").filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        [.., ty, "new"] => format!("{ty}::new"),
+        [.., last] => last.to_string(),
+        [] => plain,
+    }
+}
+
+/// `code` without generic arguments (`ManualFuture::<u8>::new` -> `ManualFuture::new`).
+fn without_generics(code: &str) -> String {
+    let mut plain = String::new();
+    let mut depth = 0usize;
+    let mut previous = ' ';
+    for c in code.chars() {
+        match c {
+            '<' => depth += 1,
+            // `->` is an arrow, not the end of generic arguments.
+            '>' if previous != '-' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => plain.push(c),
+            _ => {}
+        }
+        previous = c;
+    }
+    plain.replace("::::", "::")
+}
+
+/// Whether `code` uses `name` as a whole identifier (`run` is not in `run_until_stalled`).
+fn mentions(code: &str, name: &str) -> bool {
+    let code = without_generics(code);
+    code.match_indices(name).any(|(i, _)| {
+        let before = code[..i].chars().next_back();
+        let after = code[i + name.len()..].chars().next();
+        let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        !ident(before) && !ident(after)
+    })
+}
+
+/// Explains a compile error inside the hidden tests in terms of the spec, without showing the
+/// hidden source: the spec item of the failing line, or a general statement.
+fn api_mismatch(explained: Option<&str>, compiler: &str) -> String {
+    match explained {
+        Some(expected) => format!("{SPECIFIC}{expected} (the compiler said: {compiler})"),
         None => format!(
             "{SPECIFIC}{GENERAL} (the compiler said: {compiler}); check every signature against the spec"
         ),
@@ -129,6 +403,7 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
     let mut out = Artifacts::default();
     let manifest = format!("/{package}/Cargo.toml");
     let mut seen = std::collections::BTreeSet::new();
+    let mut spec: Option<Spec> = None;
     for line in stdout.lines().filter(|l| l.starts_with('{')) {
         let Ok(msg) = serde_json::from_str::<Message>(line) else {
             continue;
@@ -169,6 +444,12 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
                     // Warnings outside the student's crate are ours to fix, not theirs to read.
                     _ if m.level != "error" => continue,
                     (None, Some(span)) if span.file_name.contains("hidden-tests/") => {
+                        let spec = spec.get_or_insert_with(|| {
+                            Spec::parse(
+                                &std::fs::read_to_string(job_dir.join(API_FILE))
+                                    .unwrap_or_default(),
+                            )
+                        });
                         let source_line = std::fs::read_to_string(
                             job_dir.join(
                                 span.file_name
@@ -183,7 +464,18 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
                                 .map(str::to_string)
                         })
                         .unwrap_or_default();
-                        let text = api_mismatch(&source_line, &m.message);
+                        let snippet = if span.line_end == span.line_start {
+                            source_line
+                                .chars()
+                                .skip(span.column_start as usize - 1)
+                                .take(span.column_end.saturating_sub(span.column_start) as usize)
+                                .collect()
+                        } else {
+                            String::new()
+                        };
+                        let explained =
+                            spec.explain(&span.file_name, span.line_start, &snippet, &source_line);
+                        let text = api_mismatch(explained, &m.message);
                         Diagnostic {
                             file: None,
                             line: None,
@@ -227,23 +519,57 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
 mod tests {
     use super::*;
 
+    /// The hidden tests' own API file, where the spec's wording lives.
+    fn spec() -> Spec {
+        Spec::parse(include_str!("../../hidden-tests/src/api.rs"))
+    }
+
+    fn explain(file: &str, line: u32, snippet: &str, source_line: &str) -> String {
+        let spec = spec();
+        api_mismatch(spec.explain(file, line, snippet, source_line), "c")
+    }
+
     #[test]
     fn names_the_spec_item_on_the_failing_line() {
-        let m = api_mismatch(
-            "    let f = CountdownFuture::new(3u32);",
-            "mismatched types",
-        );
+        let m = explain("t.rs", 9, "", "    let f = CountdownFuture::new(3u32);");
         assert!(
             m.contains("`CountdownFuture::new` must be `pub fn new(count: u32) -> Self`"),
             "{m}"
         );
-        let m = api_mismatch("    let n = exec.run_until_stalled();", "no method");
+        let m = explain("t.rs", 9, "", "    let n = exec.run_until_stalled();");
         assert!(m.contains("Executor::run_until_stalled"), "{m}");
         // `run` must not match inside `run_until_stalled` or `runtime`.
-        let m = api_mismatch("use runtime::x; e.run_until_stalled();", "e");
+        let m = explain("t.rs", 9, "", "use runtime::x; e.run_until_stalled();");
         assert!(!m.contains("`Executor::run` must"), "{m}");
-        let m = api_mismatch("    let x = 1;", "oops");
+        let m = explain("t.rs", 9, "", "    let x = 1;");
         assert!(m.contains("do not compile against your crate"), "{m}");
+        // The span's own text decides among several items on one line.
+        let m = explain("t.rs", 9, "Metrics", "    Executor, Metrics, Priority,");
+        assert!(m.contains("`Metrics` must be the spec's struct"), "{m}");
+        let m = explain(
+            "t.rs",
+            9,
+            "",
+            "let _: fn() -> (ManualFuture<u8>, ManualHandle<u8>) = ManualFuture::<u8>::new;",
+        );
+        assert!(m.contains("`ManualFuture::<T>::new` must be"), "{m}");
+    }
+
+    #[test]
+    fn an_error_in_the_api_file_gets_the_comment_above_its_line() {
+        let api = include_str!("../../hidden-tests/src/api.rs");
+        let spec = spec();
+        assert!(spec.by_line.len() >= 40, "{:#?}", spec.by_line);
+        let line = api
+            .lines()
+            .position(|l| l.contains("= Executor::run;"))
+            .unwrap() as u32
+            + 1;
+        let m = explain("/work/hidden-tests/src/api.rs", line, "", "");
+        assert!(
+            m.contains("`Executor::run` must be `pub fn run(&self)`"),
+            "{m}"
+        );
     }
 
     #[test]
@@ -253,7 +579,7 @@ mod tests {
             r#"{"reason":"compiler-artifact","manifest_path":"/work/hidden-tests/Cargo.toml","target":{"kind":["test"],"name":"timer"},"profile":{"test":true},"executable":"/work/target/debug/deps/timer-1"}"#,
             r#"{"reason":"compiler-artifact","manifest_path":"/work/runtime/Cargo.toml","target":{"kind":["bin"],"name":"runtime_demo"},"profile":{"test":false},"executable":"/work/target/debug/runtime_demo"}"#,
             r#"{"reason":"compiler-artifact","manifest_path":"/work/runtime/Cargo.toml","target":{"kind":["lib"],"name":"runtime"},"profile":{"test":false},"executable":null}"#,
-            r#"{"reason":"compiler-message","manifest_path":"/work/runtime/Cargo.toml","message":{"message":"expected `;`","level":"error","rendered":"error: expected `;`\n --> runtime/src/timer.rs:7:9","spans":[{"file_name":"runtime/src/timer.rs","line_start":7,"column_start":9,"is_primary":true}]}}"#,
+            r#"{"reason":"compiler-message","manifest_path":"/work/runtime/Cargo.toml","message":{"message":"expected `;`","level":"error","rendered":"error: expected `;`\n --> runtime/src/timer.rs:7:9","spans":[{"file_name":"runtime/src/timer.rs","line_start":7,"line_end":7,"column_start":9,"column_end":10,"is_primary":true}]}}"#,
             "   Compiling runtime v0.1.0",
         ]
         .join("\n");

@@ -1,5 +1,6 @@
 //! The grader's data folder: the world-readable toolchain copy, the vendored dependency sources and
-//! the warm target folder that every job starts from, each prepared once and reused.
+//! the warm target folder that every job starts from, each prepared once and reused, and the jobs
+//! folder, in which each running engine owns an area that a crash leaves for the next start to clear.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -7,7 +8,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::errno::Errno;
+use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags};
+use nix::mount::{umount2, MntFlags};
 
 use crate::assembly;
 use crate::sandbox::host_tool;
@@ -23,8 +26,10 @@ impl DataDir {
     pub fn open(root: &Path) -> io::Result<DataDir> {
         fs::create_dir_all(root.join("jobs"))?;
         set_mode(root, 0o755)?;
+        set_mode(&root.join("jobs"), 0o755)?;
         Ok(DataDir {
-            root: root.to_path_buf(),
+            // Absolute, as mounts and renames need it.
+            root: root.canonicalize()?,
         })
     }
 
@@ -43,9 +48,43 @@ impl DataDir {
         self.root.join("warm-target")
     }
 
-    /// Where job folders are created.
+    /// The folder of every engine's [`JobsArea`].
     pub fn jobs(&self) -> PathBuf {
         self.root.join("jobs")
+    }
+
+    /// Clears what crashed graders left in the jobs folder, then claims a fresh area for this
+    /// engine's job folders and scratch files. Call it under [`DataDir::lock`]: areas are made under
+    /// it too, so the clearing never sees one half made.
+    ///
+    /// An area is left over when the lock on its `.owner` file is free (a lock dies with its
+    /// process; a process id cannot tell, as every container's grader may be pid 1). Anything else
+    /// in the jobs folder is from an older layout and left over too. Mounts (the job folders'
+    /// tmpfs) below a leftover are detached before it is removed.
+    pub fn start_jobs(&self) -> io::Result<JobsArea> {
+        for entry in fs::read_dir(self.jobs())? {
+            let path = entry?.path();
+            let owner = path.join(OWNER_FILE);
+            let live = fs::File::open(&owner)
+                .ok()
+                .is_some_and(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).is_err());
+            if !live {
+                tracing::warn!(path = %path.display(), "removing a job area left by a crash");
+                // Grading can go on beside a leftover that resists; the next start tries again.
+                if let Err(e) = remove_area(&path) {
+                    tracing::error!(error = %e, path = %path.display(), "cannot remove the leftover");
+                }
+            }
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("area-")
+            .tempdir_in(self.jobs())?
+            .keep();
+        set_mode(&dir, 0o755)?;
+        let file = fs::File::create(dir.join(OWNER_FILE))?;
+        let owner = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| io::Error::from(e))?;
+        Ok(JobsArea { dir, _owner: owner })
     }
 
     /// Takes the data folder's preparation lock, so that concurrent graders prepare it once.
@@ -57,6 +96,85 @@ impl DataDir {
             .open(self.root.join(".lock"))?;
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))
     }
+}
+
+const OWNER_FILE: &str = ".owner";
+
+/// One engine's part of the jobs folder: its job folders and scratch files live here, and the lock
+/// it holds on the area's `.owner` file tells other engines that it is in use. Dropped, it is removed.
+#[derive(Debug)]
+pub struct JobsArea {
+    dir: PathBuf,
+    _owner: Flock<fs::File>,
+}
+
+impl JobsArea {
+    /// The area's folder (absolute).
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for JobsArea {
+    fn drop(&mut self) {
+        if let Err(e) = remove_area(&self.dir) {
+            tracing::warn!(error = %e, path = %self.dir.display(), "cannot remove the job area");
+        }
+    }
+}
+
+/// Detaches every mount at or below `dir` (deepest first), then removes it (or the stray file or
+/// link that is there instead).
+fn remove_area(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(m) if !m.is_dir() => return fs::remove_file(dir),
+        Ok(_) => {}
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let mut mounts: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for mount in mounts {
+        match umount2(&mount, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// `/proc/self/mountinfo` writes space, tab, newline and backslash in paths as `\ooo`.
+fn unescape_mount_path(p: &str) -> String {
+    let mut out = Vec::with_capacity(p.len());
+    let bytes = p.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(b)) => {
+                out.push(b);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
@@ -85,13 +203,51 @@ pub fn is_ready(dir: &Path, key: &str) -> bool {
     fs::read_to_string(dir.join(KEY_FILE)).is_ok_and(|k| k == key)
 }
 
-/// Marks `tmp` complete for `key` and moves it to `dir`, replacing an older one.
+/// Marks `tmp` complete for `key` and moves it to `dir` in one step: a reader sees the old folder or
+/// the new one, never none or half of one. An older `dir` ends up at `tmp` (for the caller to
+/// remove once no job may still read it). Both must be absolute and on one file system.
 pub fn publish(tmp: &Path, dir: &Path, key: &str) -> io::Result<()> {
     fs::write(tmp.join(KEY_FILE), key)?;
-    if dir.exists() {
-        fs::remove_dir_all(dir)?;
+    // Absolute paths make the directory handle irrelevant; any open one will do.
+    let here = fs::File::open("/")?;
+    let flags = if dir.exists() {
+        RenameFlags::RENAME_EXCHANGE
+    } else {
+        RenameFlags::RENAME_NOREPLACE
+    };
+    renameat2(&here, tmp, &here, dir, flags).map_err(io::Error::from)
+}
+
+/// The dependency every job's build needs most; a warm target without it is not warm.
+const WARM_PROBE: &str = "libfutures_util";
+
+/// Whether a target folder holds compiled dependencies where jobs look for them (`debug/deps/`).
+pub fn is_warm(target: &Path) -> bool {
+    fs::read_dir(target.join("debug/deps")).is_ok_and(|d| {
+        d.filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(WARM_PROBE))
+    })
+}
+
+/// Publishes the target folder of a warm-up build (`built`) as the warm cache `warm` for `key`: it
+/// is copied into a fresh folder inside `scratch` (never a fixed name, which a crash could have left
+/// behind with other contents), checked to be laid out as jobs expect (`debug/deps/` holding the
+/// dependencies) and then published atomically. An older cache is left in `scratch` (an engine's
+/// [`JobsArea`], removed with it), since jobs that started from it may still be copying it.
+pub fn publish_warm_target(built: &Path, warm: &Path, scratch: &Path, key: &str) -> io::Result<()> {
+    let fresh = tempfile::Builder::new()
+        .prefix("warm-")
+        .tempdir_in(scratch)?
+        .keep();
+    let copy = fresh.join("target");
+    copy_tree(built, &copy)?;
+    if !is_warm(&copy) {
+        return Err(io::Error::other(format!(
+            "the warm-up build left no {WARM_PROBE} in {}; not publishing it",
+            copy.join("debug/deps").display()
+        )));
     }
-    fs::rename(tmp, dir)
+    publish(&copy, warm, key)
 }
 
 /// Vendors every locked dependency into the data folder (the one step that needs the registry;

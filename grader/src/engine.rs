@@ -1,32 +1,28 @@
 //! The grading engine: submission + configuration + progress callback -> [`Report`].
 //!
-//! `grader grade`, `grader check`, the server's workers and the tests all call [`Engine::grade`]. Every
-//! compile and every test process runs in the [`sandbox`](crate::sandbox); each test gets its own
-//! process and timeout, and its outcome comes from the exit status and the sandbox's accounting only.
+//! `grader grade`, `grader check`, the server's workers and the tests all call [`Engine::grade`]. It
+//! is the pipeline, one call per step: intake ([`archive`]), [`policy`], [`assembly`], the sandboxed
+//! [`build`], the [`runner`]'s listing, plan and test processes, and the [`report`]'s scoring.
+//! Every compile and every test process runs in the [`sandbox`](crate::sandbox); each test gets its
+//! own process and timeout, and its outcome comes from the exit status and the sandbox's accounting.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::archive::{self, IntakeError};
-use crate::assembly::{self, Suite, VENDOR_MOUNT};
-use crate::build::{self, Artifacts, WORK_MOUNT};
-use crate::cache::{self, DataDir};
+use crate::archive::{self, Submission};
+use crate::assembly::{self, Suite};
+use crate::build::{self, BuildError};
+use crate::cache::{self, DataDir, JobsArea};
+use crate::job;
 use crate::policy;
-use crate::report::{
-    Diagnostic, IgnoredFile, LimitsReport, Outcome, Report, Status, TestResult, Timings,
-};
-use crate::rubric::{Rubric, RubricError};
-use crate::runner::{self, Check};
-use crate::sandbox::{
-    JobDir, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError, SandboxOptions,
-    Toolchain,
-};
+use crate::report::{Diagnostic, IgnoredFile, LimitsReport, Report};
+use crate::rubric::{self, Rubric, RubricError};
+use crate::runner::{self, Plan, RunnerError};
+use crate::sandbox::{JobDir, Limits, Sandbox, SandboxError, SandboxOptions, Toolchain};
 
 /// The data folder when none is configured.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/runtime-grader";
-/// Where the warm target folder appears inside the sandbox.
-const WARM_MOUNT: &str = "/opt/warm-target";
 /// The student's benchmark binary, which the grader leaves out.
 const COMPARISON_BIN: &str = "src/bin/executor_comparison.rs";
 /// Timeout of each public test (they carry no rubric).
@@ -124,6 +120,12 @@ pub enum EngineError {
     /// The rubric is unusable.
     #[error("{0}")]
     Rubric(#[from] RubricError),
+    /// Listing or running the tests failed in a way that is not the submission's.
+    #[error("{0}")]
+    Runner(#[from] RunnerError),
+    /// The build phase could not do its work (a crate that does not compile is not an error).
+    #[error("{0}")]
+    Build(#[from] BuildError),
     /// Preparing the toolchain, vendored crates or warm cache failed.
     #[error("setup: {0}")]
     Setup(String),
@@ -137,12 +139,11 @@ enum Stage {
     Built(Built),
 }
 
-/// A built job: its folder (kept until the runs are over), the pre-filled report and the checks.
+/// A built job: its folder (kept until the runs are over), the pre-filled report and the plan.
 struct Built {
     job: JobDir,
     report: Report,
-    checks: Vec<Check>,
-    indices: Vec<usize>,
+    plan: Plan,
     elapsed_before_tests: Duration,
 }
 
@@ -152,6 +153,8 @@ pub struct Engine {
     sandbox: Sandbox,
     rubric: Rubric,
     data: DataDir,
+    /// This engine's job folders and scratch files (leftovers of crashed engines are cleared first).
+    jobs: JobsArea,
 }
 
 impl Engine {
@@ -163,18 +166,27 @@ impl Engine {
             .into_rubric();
         let data = DataDir::open(&config.data_dir)?;
         let _lock = data.lock()?;
+        let jobs = data.start_jobs()?;
         let toolchain = Toolchain::prepare(&data.toolchain())?;
         let key = cache::dependency_key(toolchain.version());
         cache::vendor(&data, &key).map_err(|e| EngineError::Setup(e.to_string()))?;
         let sandbox = Sandbox::with_options(toolchain, config.sandbox)?;
-        let engine = Engine {
+        build::warm_up(
+            &sandbox,
+            &data,
+            jobs.path(),
+            &config.hidden_tests,
+            config.job_dir_bytes,
+            &config.build_limits,
+            &key,
+        )?;
+        Ok(Engine {
             config,
             sandbox,
             rubric,
             data,
-        };
-        engine.warm_up(&key)?;
-        Ok(engine)
+            jobs,
+        })
     }
 
     /// The rubric in use.
@@ -185,98 +197,6 @@ impl Engine {
     /// The configuration in use.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    fn warm_up(&self, key: &str) -> Result<(), EngineError> {
-        let warm = self.data.warm_target();
-        if cache::is_ready(&warm, key) {
-            return Ok(());
-        }
-        tracing::info!("building the warm dependency cache (once)");
-        let job = JobDir::create(&self.data.jobs(), self.config.job_dir_bytes)?;
-        // An empty crate: its dependents fail to compile, but with --keep-going every dependency
-        // is built, for each feature set the jobs' cargo invocations select.
-        let files = [("src/lib.rs".to_string(), "//! warm-up\n".to_string())]
-            .into_iter()
-            .collect();
-        assembly::assemble(
-            job.path(),
-            &files,
-            &Suite::Hidden(self.config.hidden_tests.clone()),
-        )?;
-        for args in [
-            cargo_args(Mode::Hidden),
-            cargo_args(Mode::Public),
-            bins_args(),
-        ] {
-            let mut args = args;
-            args.push(
-                if args[0] == "test" {
-                    "--no-fail-fast"
-                } else {
-                    "--keep-going"
-                }
-                .into(),
-            );
-            let r = self.cargo(job.path(), &args, false)?;
-            let deps = job.path().join("target/debug/deps");
-            let built_futures = std::fs::read_dir(&deps).is_ok_and(|d| {
-                d.filter_map(Result::ok).any(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with("libfutures_util")
-                })
-            });
-            if !built_futures {
-                let stderr = String::from_utf8_lossy(&r.stderr);
-                return Err(EngineError::Setup(format!(
-                    "the warm-up build compiled no dependency: {}",
-                    stderr.lines().rev().take(15).collect::<Vec<_>>().join("\n")
-                )));
-            }
-        }
-        let tmp = self
-            .data
-            .jobs()
-            .join(format!("warm-{}", std::process::id()));
-        cache::copy_tree(&job.path().join("target"), &tmp)?;
-        cache::publish(&tmp, &warm, key)?;
-        Ok(())
-    }
-
-    /// Runs one cargo command in the job's sandbox (the job folder writable at /work).
-    fn cargo(
-        &self,
-        job: &Path,
-        args: &[String],
-        from_warm: bool,
-    ) -> Result<RunResult, EngineError> {
-        let mut script = String::from("set -e\n");
-        if from_warm {
-            script.push_str(&format!(
-                "[ -d {WORK_MOUNT}/target ] || cp -a {WARM_MOUNT} {WORK_MOUNT}/target\n"
-            ));
-        }
-        script.push_str("exec cargo \"$@\"\n");
-        let mut all = vec!["-c".to_string(), script, "cargo".to_string()];
-        all.extend(args.iter().cloned());
-        let mut ro = vec![(self.data.vendor(), VENDOR_MOUNT.to_string())];
-        if from_warm {
-            ro.push((self.data.warm_target(), WARM_MOUNT.to_string()));
-        }
-        let cmd = SandboxCommand {
-            program: "/bin/sh".into(),
-            args: all,
-            env: base_env(),
-            cwd: WORK_MOUNT.into(),
-            ro_mounts: ro,
-            rw_mounts: vec![(job.to_path_buf(), WORK_MOUNT.to_string())],
-            stdin: None,
-        };
-        let mut limits = self.config.build_limits.clone();
-        // cargo's JSON messages can be long; diagnostics must not be cut off.
-        limits.output_bytes = limits.output_bytes.max(4 << 20);
-        Ok(self.sandbox.run(&cmd, &limits)?)
     }
 
     /// Grades one submission. A refused or broken submission still gets a report; only a failure of
@@ -301,7 +221,11 @@ impl Engine {
     ) -> Result<Vec<Report>, EngineError> {
         let started = Instant::now();
         let built = match self.build_stage(input, mode, progress)? {
-            Stage::Done(report) => return Ok(vec![finish(report, started, progress)]),
+            Stage::Done(mut report) => {
+                report.timings.total_ms = millis(started.elapsed());
+                progress(Progress::Finished);
+                return Ok(vec![report]);
+            }
             Stage::Built(built) => built,
         };
         let mut reports = Vec::new();
@@ -315,8 +239,8 @@ impl Engine {
         Ok(reports)
     }
 
-    /// Intake, policy, assembly and build: either a final report (refused, did not build) or a
-    /// built job ready for its test runs.
+    /// Intake, policy, assembly, build, listing and plan: either a final report (refused, did not
+    /// build) or a built job ready for its test runs.
     fn build_stage(
         &self,
         input: Input<'_>,
@@ -325,105 +249,64 @@ impl Engine {
     ) -> Result<Stage, EngineError> {
         let started = Instant::now();
         progress(Progress::Checking);
-        let mut report = self.empty_report(mode);
-        let submission = match input {
-            Input::Path(p) => archive::from_path(p, &self.config.intake),
-            Input::Upload { file_name, bytes } => {
-                archive::from_bytes(file_name, bytes, &self.config.intake)
+        let mut report = self.unscored_report(mode);
+        let submission = match intake(input, &self.config.intake) {
+            Ok(s) => s,
+            Err(message) => {
+                report.reject(message, Vec::new());
+                return Ok(Stage::Done(report));
             }
         };
-        let submission = match submission {
-            Ok(s) => s,
-            Err(e) => return Ok(Stage::Done(reject(report, &e))),
-        };
-        report.ignored_files = submission
-            .ignored()
-            .iter()
-            .map(|i| IgnoredFile {
-                path: i.path.clone(),
-                reason: i.reason.clone(),
-            })
-            .collect();
-        let mut files = submission.files().clone();
-        // The comparison binary is the student's own measuring tool: it may read its arguments and
-        // set its exit code, and since it is never built here, nothing it does can touch a verdict.
-        if files.remove(COMPARISON_BIN).is_some() {
-            report.ignored_files.push(IgnoredFile {
-                path: COMPARISON_BIN.into(),
-                reason: "for your own measurements; the grader neither builds nor runs it".into(),
-            });
-        }
-        // A file the policy cannot parse is refused too: what it could not read is never compiled.
-        let refused = policy::check(&files);
-        if !refused.is_empty() {
-            report.status = Status::Rejected;
-            report.message = Some(policy::refusal_message(&refused));
-            report.diagnostics = refused
-                .iter()
-                .map(|v| Diagnostic {
-                    file: Some(v.file.clone()),
-                    line: Some(v.line as u32),
-                    column: Some(v.column as u32),
-                    level: "refused".into(),
-                    message: v.message.clone(),
-                    rendered: v.to_string(),
-                })
-                .collect();
+        let (files, ignored) = graded_files(&submission);
+        report.ignored_files = ignored;
+        if let Some((message, refusals)) = refusals(&files) {
+            report.reject(message, refusals);
             return Ok(Stage::Done(report));
         }
 
         progress(Progress::Building);
-        let job = JobDir::create(&self.data.jobs(), self.config.job_dir_bytes)?;
-        let suite = match mode {
-            Mode::Hidden => Suite::Hidden(self.config.hidden_tests.clone()),
-            Mode::Public => Suite::Public,
-        };
+        let job = JobDir::create(self.jobs.path(), self.config.job_dir_bytes)?;
+        let suite = self.suite(mode);
         assembly::assemble(job.path(), &files, &suite)?;
-        let package = match mode {
-            Mode::Hidden => "hidden-tests",
-            Mode::Public => "runtime",
-        };
-        let built = self.cargo(job.path(), &cargo_args(mode), true)?;
-        let artifacts = build::parse(&String::from_utf8_lossy(&built.stdout), job.path(), package);
-        report.diagnostics = artifacts.diagnostics.clone();
-        if !built.status.success() || artifacts.test_binaries.is_empty() {
+        let with_bins = mode == Mode::Hidden && self.rubric.binaries().next().is_some();
+        let build = build::build(
+            &self.sandbox,
+            &self.data,
+            job.path(),
+            &suite,
+            with_bins,
+            &self.config.build_limits,
+        )?;
+        report.diagnostics = build.artifacts.diagnostics;
+        if let Some(message) = build.failure {
+            report.build_failed(message);
             report.timings.build_ms = millis(started.elapsed());
-            report.status = Status::BuildFailed;
-            report.message = Some(build_failure_message(&built, &report.diagnostics));
-            if report.diagnostics.is_empty() {
-                tracing::warn!(
-                    stderr = %String::from_utf8_lossy(&built.stderr),
-                    "build failed without compiler messages"
-                );
-            }
-            for t in &mut report.tests {
-                t.message = Some("not run: the crate did not compile".into());
-            }
             return Ok(Stage::Done(report));
         }
-        let mut bins = BTreeMap::new();
-        if mode == Mode::Hidden && self.rubric.binaries().next().is_some() {
-            let built_bins = self.cargo(job.path(), &bins_args(), true)?;
-            let more = build::parse(
-                &String::from_utf8_lossy(&built_bins.stdout),
-                job.path(),
-                package,
-            );
-            for d in more.diagnostics {
-                if !report.diagnostics.contains(&d) {
-                    report.diagnostics.push(d);
-                }
+        let listed = runner::list_tests(
+            &self.sandbox,
+            &job::read_only(job.path()),
+            &self.config.test_limits,
+            &build.artifacts.test_binaries,
+        )?;
+        let plan = match mode {
+            Mode::Hidden => runner::plan_rubric(&self.rubric, &listed, &build.artifacts.bins),
+            Mode::Public => {
+                // Public tests are known only once listed.
+                let (tests, max) = rubric::public_tests(listed.keys());
+                report.tests = tests;
+                report.tally(&max);
+                runner::plan_listed(&listed, PUBLIC_TEST_TIMEOUT)
             }
-            bins = more.bins;
+        };
+        for (i, why) in &plan.unplanned {
+            report.tests[*i].message = Some(why.clone());
         }
-        let listed = self.list_tests(job.path(), &artifacts)?;
-        let (checks, indices) = self.plan(mode, &mut report, &listed, &bins);
         report.timings.build_ms = millis(started.elapsed());
         Ok(Stage::Built(Built {
             job,
             report,
-            checks,
-            indices,
+            plan,
             elapsed_before_tests: started.elapsed(),
         }))
     }
@@ -436,15 +319,6 @@ impl Engine {
     ) -> Result<Report, EngineError> {
         let started = Instant::now();
         let mut report = built.report.clone();
-        let test_cmd = SandboxCommand {
-            program: String::new(),
-            args: Vec::new(),
-            env: base_env(),
-            cwd: WORK_MOUNT.into(),
-            ro_mounts: vec![(built.job.path().to_path_buf(), WORK_MOUNT.to_string())],
-            rw_mounts: Vec::new(),
-            stdin: None,
-        };
         // Progress names tests as the student sees them: hidden names must not leak.
         let shown = report.for_student().tests;
         let on_done = |done: usize, total: usize, name: &str| {
@@ -457,282 +331,101 @@ impl Engine {
         };
         let results = runner::run_all(
             &self.sandbox,
-            &test_cmd,
+            &job::read_only(built.job.path()),
             &self.config.test_limits,
-            &built.checks,
+            &built.plan.checks,
             self.config.jobs,
             &on_done,
         )?;
-        for (result, &i) in results.into_iter().zip(&built.indices) {
-            let t = &mut report.tests[i];
-            t.outcome = result.outcome;
-            t.score = if result.outcome == Outcome::Passed {
-                t.max_score
-            } else {
-                0
-            };
-            t.message = result.message;
-            t.duration_ms = millis(result.wall);
-            t.cpu_ms = millis(result.cpu);
-            t.output = Some(result.output);
+        for (r, &i) in results.into_iter().zip(&built.plan.slots) {
+            let (wall, cpu) = (millis(r.wall), millis(r.cpu));
+            report.record(i, r.outcome, r.message, wall, cpu, r.output);
         }
-        for t in &mut report.tests {
-            if t.outcome == Outcome::Passed {
-                t.hint = None;
-            }
-        }
+        report.finish_scoring();
         report.timings.run_ms = millis(started.elapsed());
-        report.status = Status::Graded;
-        let max = report
-            .categories
-            .iter()
-            .map(|(c, s)| (c.clone(), s.max_score))
-            .collect();
-        report.tally(&max);
         Ok(report)
     }
 
+    /// The tests a mode runs.
+    fn suite(&self, mode: Mode) -> Suite {
+        match mode {
+            Mode::Hidden => Suite::Hidden(self.config.hidden_tests.clone()),
+            Mode::Public => Suite::Public,
+        }
+    }
+
     /// A report with every check `not_run` and every category at zero.
-    fn empty_report(&self, mode: Mode) -> Report {
-        let tests = match mode {
-            Mode::Hidden => self
-                .rubric
-                .entries()
-                .iter()
-                .map(|e| TestResult {
-                    name: e.name.clone(),
-                    category: e.category.clone(),
-                    outcome: Outcome::NotRun,
-                    score: 0,
-                    max_score: e.points,
-                    duration_ms: 0,
-                    cpu_ms: 0,
-                    message: None,
-                    hint: Some(e.hint.clone()),
-                    output: None,
-                    visible: e.visible,
-                })
-                .collect(),
-            // Public tests are known only once listed.
-            Mode::Public => Vec::new(),
+    fn unscored_report(&self, mode: Mode) -> Report {
+        let (tests, max) = match mode {
+            Mode::Hidden => (self.rubric.unscored(), self.rubric.max_by_category()),
+            Mode::Public => (Vec::new(), crate::suite::public_max_by_category()),
         };
-        let mut report = Report {
-            status: Status::Graded,
-            score: 0,
-            max_score: 0,
-            message: None,
-            categories: BTreeMap::new(),
-            tests,
-            diagnostics: Vec::new(),
-            ignored_files: Vec::new(),
-            limits: LimitsReport {
-                build_wall_secs: self.config.build_limits.wall.as_secs(),
-                build_memory_bytes: self.config.build_limits.memory_bytes,
-                test_memory_bytes: self.config.test_limits.memory_bytes,
-                test_tasks: self.config.test_limits.tasks,
-                output_bytes: self.config.test_limits.output_bytes,
-                enforcement: self.sandbox.probe().enforcement.to_string(),
-            },
-            timings: Timings::default(),
+        let limits = LimitsReport {
+            build_wall_secs: self.config.build_limits.wall.as_secs(),
+            build_memory_bytes: self.config.build_limits.memory_bytes,
+            test_memory_bytes: self.config.test_limits.memory_bytes,
+            test_tasks: self.config.test_limits.tasks,
+            output_bytes: self.config.test_limits.output_bytes,
+            enforcement: self.sandbox.probe().enforcement.to_string(),
         };
-        let max = match mode {
-            Mode::Hidden => self.rubric.max_by_category(),
-            Mode::Public => crate::suite::public_max_by_category(),
-        };
-        report.tally(&max);
-        report
-    }
-
-    /// Lists the tests of every test binary, in one sandboxed process.
-    fn list_tests(
-        &self,
-        job: &Path,
-        artifacts: &Artifacts,
-    ) -> Result<BTreeMap<String, String>, EngineError> {
-        let script =
-            "for b in \"$@\"; do echo \"#binary $b\"; \"$b\" --list --format terse || exit 1; done";
-        let mut args = vec!["-c".to_string(), script.to_string(), "list".to_string()];
-        args.extend(artifacts.test_binaries.iter().cloned());
-        let cmd = SandboxCommand {
-            program: "/bin/sh".into(),
-            args,
-            env: base_env(),
-            cwd: WORK_MOUNT.into(),
-            ro_mounts: vec![(job.to_path_buf(), WORK_MOUNT.to_string())],
-            rw_mounts: Vec::new(),
-            stdin: None,
-        };
-        let r = self.sandbox.run(&cmd, &self.config.test_limits)?;
-        let mut tests = BTreeMap::new();
-        let mut binary = String::new();
-        // Only the test harness's own listing runs here (no student code runs before main in
-        // safe Rust), so this output can be trusted to name the tests.
-        for line in String::from_utf8_lossy(&r.stdout).lines() {
-            if let Some(b) = line.strip_prefix("#binary ") {
-                binary = b.to_string();
-            } else if let Some(name) = line.strip_suffix(": test") {
-                tests.insert(name.to_string(), binary.clone());
-            }
-        }
-        Ok(tests)
-    }
-
-    /// Turns the rubric (or, for public tests, the listing) into checks; returns them with the index
-    /// of the report entry each fills. Rubric entries missing from the build stay `not_run`.
-    fn plan(
-        &self,
-        mode: Mode,
-        report: &mut Report,
-        listed: &BTreeMap<String, String>,
-        bins: &BTreeMap<String, String>,
-    ) -> (Vec<Check>, Vec<usize>) {
-        if mode == Mode::Public {
-            report.tests = listed
-                .keys()
-                .map(|name| TestResult {
-                    name: name.clone(),
-                    category: name.split("::").next().unwrap_or("tests").to_string(),
-                    outcome: Outcome::NotRun,
-                    score: 0,
-                    max_score: 1,
-                    duration_ms: 0,
-                    cpu_ms: 0,
-                    message: None,
-                    hint: None,
-                    output: None,
-                    visible: true,
-                })
-                .collect();
-            let mut max: BTreeMap<String, u32> = BTreeMap::new();
-            for t in &report.tests {
-                *max.entry(t.category.clone()).or_default() += 1;
-            }
-            report.tally(&max);
-            let checks = listed
-                .iter()
-                .map(|(name, bin)| Check::test(name, bin, PUBLIC_TEST_TIMEOUT))
-                .collect();
-            return (checks, (0..listed.len()).collect());
-        }
-        let mut checks = Vec::new();
-        let mut indices = Vec::new();
-        for (i, entry) in self.rubric.entries().iter().enumerate() {
-            let check = match &entry.binary {
-                Some(bin) => bins.get(bin).map(|path| Check {
-                    name: entry.name.clone(),
-                    program: path.clone(),
-                    args: Vec::new(),
-                    timeout: entry.timeout(),
-                }),
-                None => listed
-                    .get(&entry.name)
-                    .map(|b| Check::test(&entry.name, b, entry.timeout())),
-            };
-            match check {
-                Some(c) => {
-                    checks.push(c);
-                    indices.push(i);
-                }
-                None => {
-                    report.tests[i].message = Some(match &entry.binary {
-                        Some(bin) => format!(
-                            "not run: the binary `{bin}` did not build (see the diagnostics)"
-                        ),
-                        None => "not run: this test was not found in the build".into(),
-                    });
-                }
-            }
-        }
-        (checks, indices)
+        Report::unscored(tests, &max, limits)
     }
 }
 
-/// The cargo arguments of the test build.
-fn cargo_args(mode: Mode) -> Vec<String> {
-    let package: &[&str] = match mode {
-        Mode::Hidden => &["-p", "hidden-tests", "--tests"],
-        Mode::Public => &["-p", "runtime", "--lib"],
-    };
-    [
-        "test",
-        "--no-run",
-        "--offline",
-        "--locked",
-        "--message-format=json",
-    ]
-    .iter()
-    .chain(package)
-    .map(|s| s.to_string())
-    .collect()
+/// The submission, validated, or what to tell the student about it.
+fn intake(input: Input<'_>, limits: &archive::Limits) -> Result<Submission, String> {
+    match input {
+        Input::Path(p) => archive::from_path(p, limits),
+        Input::Upload { file_name, bytes } => archive::from_bytes(file_name, bytes, limits),
+    }
+    .map_err(|e| e.to_string())
 }
 
-/// The cargo arguments of the binaries' build.
-fn bins_args() -> Vec<String> {
-    [
-        "build",
-        "--offline",
-        "--locked",
-        "--message-format=json",
-        "-p",
-        "runtime",
-        "--bins",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// The files that are graded and those that are not (with the reason).
+fn graded_files(submission: &Submission) -> (BTreeMap<String, String>, Vec<IgnoredFile>) {
+    let mut ignored: Vec<IgnoredFile> = submission
+        .ignored()
+        .iter()
+        .map(|i| IgnoredFile {
+            path: i.path.clone(),
+            reason: i.reason.clone(),
+        })
+        .collect();
+    let mut files = submission.files().clone();
+    // The comparison binary is the student's own measuring tool: it may read its arguments and
+    // set its exit code, and since it is never built here, nothing it does can touch a verdict.
+    if files.remove(COMPARISON_BIN).is_some() {
+        ignored.push(IgnoredFile {
+            path: COMPARISON_BIN.into(),
+            reason: "for your own measurements; the grader neither builds nor runs it".into(),
+        });
+    }
+    (files, ignored)
 }
 
-/// The environment of every sandboxed process (the sandbox clears everything else).
-fn base_env() -> Vec<(String, String)> {
-    [
-        ("PATH", "/opt/rust/bin:/usr/bin:/bin"),
-        ("HOME", "/tmp"),
-        ("CARGO_HOME", "/tmp/cargo-home"),
-        ("CARGO_TARGET_DIR", "/work/target"),
-        ("RUST_BACKTRACE", "0"),
-        // glibc reserves a malloc arena per thread; where memory is capped as address space (the
-        // sandbox's rlimit fallback) a thread-per-timer design would run out of it long before
-        // using real memory.
-        ("MALLOC_ARENA_MAX", "2"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+/// The policy's refusals as a message and one diagnostic each, or `None` when the code may be
+/// built. (Here rather than in `policy`, which does not know the report.)
+fn refusals(files: &BTreeMap<String, String>) -> Option<(String, Vec<Diagnostic>)> {
+    // A file the policy cannot parse is refused too: what it could not read is never compiled.
+    let refused = policy::check(files);
+    if refused.is_empty() {
+        return None;
+    }
+    let message = policy::refusal_message(&refused);
+    let diagnostics = refused
+        .iter()
+        .map(|v| Diagnostic {
+            file: Some(v.file.clone()),
+            line: Some(v.line as u32),
+            column: Some(v.column as u32),
+            level: "refused".into(),
+            message: v.message.clone(),
+            rendered: v.to_string(),
+        })
+        .collect();
+    Some((message, diagnostics))
 }
 
 fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
-}
-
-fn reject(mut report: Report, e: &IntakeError) -> Report {
-    report.status = Status::Rejected;
-    report.message = Some(e.to_string());
-    report
-}
-
-fn build_failure_message(built: &RunResult, diagnostics: &[Diagnostic]) -> String {
-    if let Some(limit) = built.limit_hit {
-        let what = match limit {
-            LimitKind::Wall => "its time limit",
-            LimitKind::Cpu => "its CPU-time limit",
-            LimitKind::Memory => "its memory limit",
-            LimitKind::Tasks => "its limit on processes and threads",
-        };
-        return format!(
-            "The build was stopped: it hit {what}. Very deep macro recursion or endless constant \
-             evaluation can cause this."
-        );
-    }
-    let errors = diagnostics.iter().filter(|d| d.level == "error").count();
-    if errors > 0 {
-        format!("Your crate did not compile: {errors} error(s). Fix them and submit again.")
-    } else {
-        "Your crate did not compile.".into()
-    }
-}
-
-fn finish(mut report: Report, started: Instant, progress: &(dyn Fn(Progress) + Sync)) -> Report {
-    report.timings.total_ms = millis(started.elapsed());
-    progress(Progress::Finished);
-    report
 }

@@ -9,6 +9,7 @@ pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod engine;
+pub mod job;
 pub mod policy;
 pub mod report;
 pub mod rubric;

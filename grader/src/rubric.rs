@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::report::TestResult;
+
 /// The rubric categories of the exercise spec, in report order.
 pub const CATEGORIES: [&str; 11] = [
     "custom_future",
@@ -159,6 +161,22 @@ impl Rubric {
         self.entries.iter().filter(|e| e.binary.is_some())
     }
 
+    /// One unscored result per entry, in rubric order.
+    pub fn unscored(&self) -> Vec<TestResult> {
+        self.entries
+            .iter()
+            .map(|e| {
+                TestResult::unscored(
+                    &e.name,
+                    &e.category,
+                    e.points,
+                    Some(e.hint.clone()),
+                    e.visible,
+                )
+            })
+            .collect()
+    }
+
     /// Maximum points per category, for every category of the spec (zero where no entry has it).
     pub fn max_by_category(&self) -> BTreeMap<String, u32> {
         let mut out: BTreeMap<String, u32> =
@@ -186,6 +204,25 @@ impl Rubric {
         );
         out
     }
+}
+
+/// The public tests score one point each, in the category of their module (`timer::tests::x` is
+/// in `timer`): their unscored results and the maximum per category.
+pub fn public_tests<'a>(
+    names: impl IntoIterator<Item = &'a String>,
+) -> (Vec<TestResult>, BTreeMap<String, u32>) {
+    let tests: Vec<TestResult> = names
+        .into_iter()
+        .map(|name| {
+            let category = name.split("::").next().unwrap_or("tests");
+            TestResult::unscored(name, category, 1, None, true)
+        })
+        .collect();
+    let mut max: BTreeMap<String, u32> = BTreeMap::new();
+    for t in &tests {
+        *max.entry(t.category.clone()).or_default() += 1;
+    }
+    (tests, max)
 }
 
 #[cfg(test)]

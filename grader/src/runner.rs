@@ -1,14 +1,38 @@
-//! The run phase: one sandboxed process per test, several at once, each with its own timeout, and an
-//! outcome taken only from the exit status and the sandbox's own accounting.
+//! The run phase: the listing of the built tests, then one sandboxed process per check, several at
+//! once, each with its own timeout, and an outcome taken only from the exit status and the sandbox's
+//! own accounting (libtest's summary can only withhold a pass, never grant one).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::report::Outcome;
+use crate::rubric::Rubric;
 use crate::sandbox::{
     ExitStatusKind, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError,
 };
+
+/// The exit code of a test process whose harness caught a hang (the hidden tests' watchdog, or a
+/// wake that never came). It must equal `hidden_tests::HANG_EXIT_CODE`; the student's crate cannot
+/// exit with it (the policy refuses `std::process`; a panic exits with 101, an abort by a signal).
+pub const HANG_EXIT_CODE: i32 = 124;
+
+/// Starts the stderr line in which the harness names the operation that hung and the time it
+/// waited (`hidden_tests::HANG_MARKER`). Only the explanation is read from it, never the verdict.
+pub const HANG_MARKER: &str = "hidden-tests hang:";
+
+/// How many times a failed listing is tried before the grading is given up as an internal error.
+const LISTING_ATTEMPTS: u32 = 3;
+
+/// What a check runs, which decides how its exit is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One libtest test (`--exact NAME`): it passed only if libtest says it ran.
+    Test,
+    /// A binary of the student's crate: it passes by exiting 0.
+    Binary,
+}
 
 /// One process to run: a test of a test binary, or a binary of the student's crate.
 #[derive(Debug, Clone)]
@@ -21,6 +45,8 @@ pub struct Check {
     pub args: Vec<String>,
     /// Wall-clock limit.
     pub timeout: Duration,
+    /// A test or a binary.
+    pub kind: Kind,
 }
 
 impl Check {
@@ -35,7 +61,77 @@ impl Check {
                 "--test-threads=1".into(),
             ],
             timeout,
+            kind: Kind::Test,
         }
+    }
+
+    /// A binary of the student's crate, run without arguments; `label` names it in the report.
+    pub fn binary(label: &str, program: &str, timeout: Duration) -> Check {
+        Check {
+            name: label.to_string(),
+            program: program.to_string(),
+            args: Vec::new(),
+            timeout,
+            kind: Kind::Binary,
+        }
+    }
+}
+
+/// The checks to run, each with the index of the report entry it fills, and the entries that
+/// cannot run with the reason.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The checks, in report order.
+    pub checks: Vec<Check>,
+    /// For each check, its report entry.
+    pub slots: Vec<usize>,
+    /// Report entries without a check, with the reason (in words for the student).
+    pub unplanned: Vec<(usize, String)>,
+}
+
+/// Plans the rubric's checks against what the build contains: `listed` tests (name -> binary)
+/// and built `bins` (name -> path). Entries missing from the build cannot run.
+pub fn plan_rubric(
+    rubric: &Rubric,
+    listed: &BTreeMap<String, String>,
+    bins: &BTreeMap<String, String>,
+) -> Plan {
+    let mut plan = Plan::default();
+    for (i, entry) in rubric.entries().iter().enumerate() {
+        let check = match &entry.binary {
+            Some(bin) => bins
+                .get(bin)
+                .map(|path| Check::binary(&entry.name, path, entry.timeout())),
+            None => listed
+                .get(&entry.name)
+                .map(|b| Check::test(&entry.name, b, entry.timeout())),
+        };
+        match (check, &entry.binary) {
+            (Some(c), _) => {
+                plan.checks.push(c);
+                plan.slots.push(i);
+            }
+            (None, Some(bin)) => plan.unplanned.push((
+                i,
+                format!("the binary `{bin}` did not build (see the diagnostics)"),
+            )),
+            (None, None) => plan
+                .unplanned
+                .push((i, "this test was not found in the build".into())),
+        }
+    }
+    plan
+}
+
+/// Plans every listed test, each with `timeout`, in listing order.
+pub fn plan_listed(listed: &BTreeMap<String, String>, timeout: Duration) -> Plan {
+    Plan {
+        checks: listed
+            .iter()
+            .map(|(name, bin)| Check::test(name, bin, timeout))
+            .collect(),
+        slots: (0..listed.len()).collect(),
+        unplanned: Vec::new(),
     }
 }
 
@@ -54,26 +150,61 @@ pub struct CheckResult {
     pub output: String,
 }
 
+/// A failure of the run phase that is the grader's, never the student's: the grading must be
+/// redone, not shown as a score.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The sandbox could not run a process.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] SandboxError),
+    /// A test exited 0 without libtest counting it as passed (e.g. an `#[ignore]`d test).
+    #[error(
+        "test `{name}` exited 0 but did not run (libtest: {summary}); a hidden test must not be \
+         #[ignore]d"
+    )]
+    DidNotRun {
+        /// The test.
+        name: String,
+        /// libtest's summary line, or what was found instead.
+        summary: String,
+    },
+    /// Listing the built tests failed every time.
+    #[error("listing the built tests failed {LISTING_ATTEMPTS} times; last: {0}")]
+    Listing(String),
+}
+
 /// Classifies a finished process. A timeout is "idle" (waiting: a deadlock or a lost wake) when it
 /// used under a tenth of its wall time on a CPU (a loaded machine gives a busy loop less than a
-/// whole core, while a waiting process uses almost none), and "busy" (a busy loop or livelock) otherwise.
-pub fn classify(r: &RunResult) -> (Outcome, Option<String>) {
+/// whole core, while a waiting process uses almost none), and "busy" (a busy loop or livelock)
+/// otherwise. The same holds for a hang caught by the hidden tests' harness, which exits with
+/// [`HANG_EXIT_CODE`] after naming the operation on stderr.
+///
+/// Messages do not restate the outcome: reports print them after it ("timed out: …").
+pub fn classify(r: &RunResult, kind: Kind) -> Result<(Outcome, Option<String>), String> {
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
-    match (r.limit_hit, r.status) {
-        (Some(LimitKind::Wall) | Some(LimitKind::Cpu), _) => {
-            let busy = r.cpu.as_secs_f64() >= 0.1 * r.wall.as_secs_f64();
-            let why = if busy {
-                "it was busy the whole time (CPU {cpu}): a busy loop or a livelock, such as a task that keeps \
-                 waking itself without making progress"
-            } else {
-                "it was idle (CPU {cpu}): everything was waiting, a deadlock or a wake that never came"
-            };
-            let why = why.replace("{cpu}", &secs(r.cpu));
-            (
-                Outcome::TimedOut,
-                Some(format!("timed out after {}; {why}", secs(r.wall))),
+    let activity = || {
+        if r.cpu.as_secs_f64() >= 0.1 * r.wall.as_secs_f64() {
+            format!(
+                "it was busy the whole time (CPU {}): a busy loop or a livelock, such as a task \
+                 that keeps waking itself without making progress",
+                secs(r.cpu)
+            )
+        } else {
+            format!(
+                "it was idle (CPU {}): everything was waiting, a deadlock or a wake that never came",
+                secs(r.cpu)
             )
         }
+    };
+    Ok(match (r.limit_hit, r.status) {
+        (Some(LimitKind::Wall) | Some(LimitKind::Cpu), _) => (
+            Outcome::TimedOut,
+            Some(format!(
+                "the test hung for {} (its time limit); {}",
+                secs(r.wall),
+                activity()
+            )),
+        ),
         (Some(LimitKind::Memory), _) => (
             Outcome::MemoryLimit,
             Some(
@@ -85,23 +216,51 @@ pub fn classify(r: &RunResult) -> (Outcome, Option<String>) {
             Outcome::Crashed,
             Some("hit the limit on threads and processes (a thread per wake or per task?)".into()),
         ),
-        (None, ExitStatusKind::Exited(0)) => (Outcome::Passed, None),
+        (None, ExitStatusKind::Exited(HANG_EXIT_CODE)) if kind == Kind::Test => {
+            let stderr = String::from_utf8_lossy(&r.stderr);
+            let what = stderr
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix(HANG_MARKER))
+                .map(str::trim)
+                .filter(|w| !w.is_empty());
+            let hung = match what {
+                Some(w) => format!("hung {w}"),
+                None => "hung: the test's watchdog stopped it".into(),
+            };
+            (Outcome::TimedOut, Some(format!("{hung}; {}", activity())))
+        }
+        (None, ExitStatusKind::Exited(0)) => match kind {
+            Kind::Binary => (Outcome::Passed, None),
+            Kind::Test => {
+                let stdout = String::from_utf8_lossy(&r.stdout);
+                let summary = stdout.lines().rev().find(|l| l.starts_with("test result:"));
+                match summary {
+                    Some(s) if s.contains(" 1 passed;") => (Outcome::Passed, None),
+                    // Only a test that ran writes more than libtest's few lines: with its summary
+                    // cut off, the exit status alone is the verdict.
+                    None if r.stdout_truncated => (Outcome::Passed, None),
+                    Some(s) => return Err(s.to_string()),
+                    None => return Err("no summary line".into()),
+                }
+            }
+        },
         (None, ExitStatusKind::Exited(code)) => (
             Outcome::Failed,
             Some(format!(
-                "failed (exit status {code}): an assertion failed or the code panicked"
+                "an assertion failed or the code panicked (exit status {code})"
             )),
         ),
         (None, ExitStatusKind::Signaled(sig)) => {
             let what = match sig {
                 6 => "aborted (SIGABRT): a stack overflow, a panic while panicking, or an explicit abort",
-                11 => "crashed with a segmentation fault (SIGSEGV)",
-                9 => "was killed (SIGKILL)",
-                _ => "was killed by a signal",
+                11 => "segmentation fault (SIGSEGV)",
+                9 => "killed (SIGKILL)",
+                _ => "killed by a signal",
             };
             (Outcome::Crashed, Some(format!("{what} [signal {sig}]")))
         }
-    }
+    })
 }
 
 /// Runs every check through the sandbox, `jobs` at a time, calling `on_done(k, total, name)` as each
@@ -113,10 +272,10 @@ pub fn run_all(
     checks: &[Check],
     jobs: usize,
     on_done: &(dyn Fn(usize, usize, &str) + Sync),
-) -> Result<Vec<CheckResult>, SandboxError> {
+) -> Result<Vec<CheckResult>, RunnerError> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<CheckResult, SandboxError>>>> =
+    let results: Mutex<Vec<Option<Result<CheckResult, RunnerError>>>> =
         Mutex::new((0..checks.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1).min(checks.len().max(1)) {
@@ -143,7 +302,7 @@ fn run_one(
     template: &SandboxCommand,
     limits: &Limits,
     check: &Check,
-) -> Result<CheckResult, SandboxError> {
+) -> Result<CheckResult, RunnerError> {
     let mut cmd = template.clone();
     cmd.program = check.program.clone();
     cmd.args = check.args.clone();
@@ -154,7 +313,11 @@ fn run_one(
         ..limits.clone()
     };
     let r = sandbox.run(&cmd, &limits)?;
-    let (outcome, message) = classify(&r);
+    let (outcome, message) =
+        classify(&r, check.kind).map_err(|summary| RunnerError::DidNotRun {
+            name: check.name.clone(),
+            summary,
+        })?;
     let mut output = String::from_utf8_lossy(&r.stdout).into_owned();
     output.push_str(&String::from_utf8_lossy(&r.stderr));
     if r.stdout_truncated || r.stderr_truncated {
@@ -167,4 +330,199 @@ fn run_one(
         cpu: r.cpu,
         output,
     })
+}
+
+/// Lists the tests of every test binary (name -> binary), in one sandboxed process. A listing that
+/// fails (under load it may time out) is retried with more time; if it keeps failing, the grading
+/// fails as the grader's error: a partial listing would turn tests into "not run" at the
+/// student's cost.
+pub fn list_tests(
+    sandbox: &Sandbox,
+    template: &SandboxCommand,
+    limits: &Limits,
+    test_binaries: &[String],
+) -> Result<BTreeMap<String, String>, RunnerError> {
+    // `exit 1` on the first binary that fails: a listing is used whole or not at all.
+    let script =
+        "for b in \"$@\"; do echo \"#binary $b\"; \"$b\" --list --format terse || exit 1; done";
+    let mut cmd = template.clone();
+    cmd.program = "/bin/sh".into();
+    cmd.args = vec!["-c".to_string(), script.to_string(), "list".to_string()];
+    cmd.args.extend(test_binaries.iter().cloned());
+    let mut last = String::new();
+    for attempt in 1..=LISTING_ATTEMPTS {
+        let limits = Limits {
+            wall: limits.wall * attempt,
+            cpu: limits.cpu * attempt,
+            ..limits.clone()
+        };
+        let r = sandbox.run(&cmd, &limits)?;
+        match parse_listing(&r) {
+            Ok(tests) => return Ok(tests),
+            Err(why) => {
+                tracing::warn!(attempt, %why, "listing the tests failed");
+                last = why;
+            }
+        }
+    }
+    Err(RunnerError::Listing(last))
+}
+
+/// The listing's tests, or why the listing cannot be trusted to be complete.
+fn parse_listing(r: &RunResult) -> Result<BTreeMap<String, String>, String> {
+    if let Some(limit) = r.limit_hit {
+        return Err(format!("it hit its {limit:?} limit after {:?}", r.wall));
+    }
+    if !r.status.success() || r.stdout_truncated {
+        return Err(format!(
+            "{:?}{}: {}",
+            r.status,
+            if r.stdout_truncated {
+                ", output truncated"
+            } else {
+                ""
+            },
+            String::from_utf8_lossy(&r.stderr).trim()
+        ));
+    }
+    let mut tests = BTreeMap::new();
+    let mut binary = String::new();
+    // Only the test harness's own listing runs here (no student code runs before main in safe
+    // Rust), so this output can be trusted to name the tests.
+    for line in String::from_utf8_lossy(&r.stdout).lines() {
+        if let Some(b) = line.strip_prefix("#binary ") {
+            binary = b.to_string();
+        } else if let Some(name) = line.strip_suffix(": test") {
+            tests.insert(name.to_string(), binary.clone());
+        }
+    }
+    Ok(tests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{Enforcement, Identity, Mechanism};
+
+    fn run(status: ExitStatusKind, stdout: &str, stderr: &str, cpu_ms: u64) -> RunResult {
+        RunResult {
+            status,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: stderr.as_bytes().to_vec(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            wall: Duration::from_millis(5_100),
+            cpu: Duration::from_millis(cpu_ms),
+            peak_memory_bytes: None,
+            limit_hit: None,
+            enforcement: Enforcement {
+                identity: Identity::Unprivileged,
+                memory: Mechanism::CgroupV1,
+                tasks: Mechanism::CgroupV1,
+                cpu: Mechanism::CgroupV1,
+                kill: Mechanism::CgroupV1,
+            },
+        }
+    }
+
+    const PASSED: &str = "\nrunning 1 test\ntest t ... ok\n\ntest result: ok. 1 passed; 0 failed; \
+                          0 ignored; 0 measured; 2 filtered out; finished in 0.01s\n";
+    const IGNORED: &str = "\nrunning 1 test\ntest t ... ignored\n\ntest result: ok. 0 passed; 0 \
+                           failed; 1 ignored; 0 measured; 2 filtered out; finished in 0.00s\n";
+
+    #[test]
+    fn the_harness_and_the_runner_agree_on_the_hang_exit() {
+        let harness = include_str!("../../hidden-tests/src/lib.rs");
+        assert!(
+            harness.contains(&format!(
+                "pub const HANG_EXIT_CODE: i32 = {HANG_EXIT_CODE};"
+            )),
+            "hidden-tests/src/lib.rs must define HANG_EXIT_CODE = {HANG_EXIT_CODE}"
+        );
+        assert!(
+            harness.contains(&format!("pub const HANG_MARKER: &str = {HANG_MARKER:?};")),
+            "hidden-tests/src/lib.rs must define HANG_MARKER = {HANG_MARKER:?}"
+        );
+    }
+
+    #[test]
+    fn a_test_passes_only_when_libtest_says_it_ran() {
+        let ok = run(ExitStatusKind::Exited(0), PASSED, "", 10);
+        assert_eq!(classify(&ok, Kind::Test), Ok((Outcome::Passed, None)));
+        let ignored = run(ExitStatusKind::Exited(0), IGNORED, "", 10);
+        let summary = classify(&ignored, Kind::Test).unwrap_err();
+        assert!(summary.contains("1 ignored"), "{summary}");
+        let silent = run(ExitStatusKind::Exited(0), "", "", 10);
+        assert!(classify(&silent, Kind::Test).is_err());
+        // A test that flooded stdout ran; its summary is what the cap cut off.
+        let flooded = RunResult {
+            stdout_truncated: true,
+            ..run(ExitStatusKind::Exited(0), "xxxx", "", 10)
+        };
+        assert_eq!(classify(&flooded, Kind::Test), Ok((Outcome::Passed, None)));
+        // A binary prints what it likes.
+        assert_eq!(classify(&silent, Kind::Binary), Ok((Outcome::Passed, None)));
+    }
+
+    #[test]
+    fn a_hang_caught_by_the_harness_is_a_timeout_naming_the_operation() {
+        let stderr = format!(
+            "{HANG_MARKER} 1.0 s waiting for a forged line\nnoise\n\
+             {HANG_MARKER} 5.0 s waiting for run() with the custom futures\n"
+        );
+        let idle = run(ExitStatusKind::Exited(HANG_EXIT_CODE), "", &stderr, 20);
+        let (outcome, message) = classify(&idle, Kind::Test).unwrap();
+        assert_eq!(outcome, Outcome::TimedOut);
+        let message = message.unwrap();
+        assert!(
+            message
+                .starts_with("hung 5.0 s waiting for run() with the custom futures; it was idle"),
+            "{message}"
+        );
+        let busy = run(ExitStatusKind::Exited(HANG_EXIT_CODE), "", &stderr, 5_000);
+        let (_, message) = classify(&busy, Kind::Test).unwrap();
+        assert!(message.unwrap().contains("busy"));
+        // Without its line the exit code still decides; the explanation is generic.
+        let bare = run(ExitStatusKind::Exited(HANG_EXIT_CODE), "", "", 0);
+        let (outcome, message) = classify(&bare, Kind::Test).unwrap();
+        assert_eq!(outcome, Outcome::TimedOut);
+        assert!(message.unwrap().contains("watchdog"));
+        // A binary's exit code is just a failure.
+        let (outcome, _) = classify(&bare, Kind::Binary).unwrap();
+        assert_eq!(outcome, Outcome::Failed);
+    }
+
+    #[test]
+    fn messages_do_not_restate_the_outcome() {
+        let failed = run(ExitStatusKind::Exited(101), "", "", 0);
+        let (outcome, message) = classify(&failed, Kind::Test).unwrap();
+        assert_eq!(outcome, Outcome::Failed);
+        assert!(!message.unwrap().starts_with("failed"));
+        let timed_out = RunResult {
+            limit_hit: Some(LimitKind::Wall),
+            ..run(ExitStatusKind::Signaled(9), "", "", 0)
+        };
+        let (outcome, message) = classify(&timed_out, Kind::Test).unwrap();
+        assert_eq!(outcome, Outcome::TimedOut);
+        assert!(!message.unwrap().starts_with("timed out"));
+    }
+
+    #[test]
+    fn a_failed_or_cut_listing_is_refused_not_used() {
+        let listing = "#binary /b\na: test\nb: test\n";
+        let ok = run(ExitStatusKind::Exited(0), listing, "", 0);
+        assert_eq!(parse_listing(&ok).unwrap().len(), 2);
+        let failed = run(ExitStatusKind::Exited(1), listing, "boom", 0);
+        assert!(parse_listing(&failed).unwrap_err().contains("boom"));
+        let timed_out = RunResult {
+            limit_hit: Some(LimitKind::Wall),
+            ..ok.clone()
+        };
+        assert!(parse_listing(&timed_out).is_err());
+        let cut = RunResult {
+            stdout_truncated: true,
+            ..ok
+        };
+        assert!(parse_listing(&cut).is_err());
+    }
 }

@@ -172,22 +172,10 @@ impl Solution {
     }
 }
 
-/// Copies every `.rs` file below `from` into the same relative place below `to`.
+/// Copies every `.rs` file below `from` into the same relative place below `to` (see
+/// [`crate::assembly::copy_sources`]).
 pub fn copy_sources(from: &Path, to: &Path) -> Result<(), SolutionError> {
-    for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
-        let entry = entry.map_err(|e| SolutionError::Io {
-            path: from.to_path_buf(),
-            source: e.into(),
-        })?;
-        let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
-        let target = to.join(rel);
-        if entry.file_type().is_dir() {
-            fs::create_dir_all(&target).map_err(io_err(&target))?;
-        } else if entry.path().extension().is_some_and(|e| e == "rs") {
-            fs::copy(entry.path(), &target).map_err(io_err(&target))?;
-        }
-    }
-    Ok(())
+    crate::assembly::copy_sources(from, to).map_err(io_err(from))
 }
 
 /// Applies a multi-file unified diff (paths `a/…`, `b/…`) to the crate at `dir`, refusing any path

@@ -12,8 +12,9 @@ use common::repo;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use grader::engine::{Engine, Input, Mode, Progress};
+use grader::engine::{Engine, EngineError, Input, Mode, Progress};
 use grader::report::{Outcome, Report, Status};
+use grader::runner::RunnerError;
 
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -185,9 +186,10 @@ fn the_students_view_numbers_hidden_tests_and_drops_their_output() {
 /// A hidden-tests package whose tests each end in one way, with a rubric that scores them.
 fn outcome_suite() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    // The real harness, so that its hang exit is read by the real runner.
+    grader::solutions::copy_sources(&repo().join("hidden-tests/src"), &dir.path().join("src"))
+        .unwrap();
     std::fs::create_dir_all(dir.path().join("tests")).unwrap();
-    std::fs::write(dir.path().join("src/lib.rs"), "//! Outcome suite.\n").unwrap();
     std::fs::write(
         dir.path().join("tests/outcomes.rs"),
         r#"
@@ -211,6 +213,28 @@ fn busy_forever() {
     loop {
         x = std::hint::black_box(x.wrapping_add(1));
     }
+}
+#[test]
+fn harness_catches_an_idle_hang() {
+    hidden_tests::with_watchdog(1, "the parked body", || loop {
+        std::thread::park();
+    });
+}
+#[test]
+fn harness_catches_a_busy_hang() {
+    hidden_tests::with_watchdog(1, "the spinning body", || {
+        let mut x = 0u64;
+        loop {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    });
+}
+#[test]
+fn harness_catches_a_wake_that_never_came() {
+    let (_waker, probe) = hidden_tests::probe_waker();
+    hidden_tests::expect_within("a wake of the probe", std::time::Duration::from_millis(300), |t| {
+        probe.wait_for_wakes(1, t)
+    });
 }
 #[test]
 fn forges_success_then_aborts() {
@@ -254,8 +278,11 @@ fn not_in_the_build() {}
     let rubric = [
         entry("passes", "timer", 10, 5),
         entry("fails", "timer", 10, 5),
-        entry("idle_forever", "deadlock", 10, 2),
-        entry("busy_forever", "deadlock", 10, 2),
+        entry("idle_forever", "deadlock", 5, 2),
+        entry("busy_forever", "deadlock", 5, 2),
+        entry("harness_catches_an_idle_hang", "deadlock", 4, 5),
+        entry("harness_catches_a_busy_hang", "deadlock", 3, 5),
+        entry("harness_catches_a_wake_that_never_came", "deadlock", 3, 5),
         entry("forges_success_then_aborts", "missed_wake", 10, 5),
         entry("overflows_its_stack", "missed_wake", 10, 5),
         entry("eats_memory", "queue_overflow", 10, 10),
@@ -299,6 +326,40 @@ fn each_outcome_comes_from_the_process_fate_not_its_output() {
     );
     assert!(busy.cpu_ms * 10 >= busy.duration_ms, "{busy:#?}");
     assert!(idle.cpu_ms * 10 < idle.duration_ms, "{idle:#?}");
+    // A hang caught by the harness's watchdog is a timeout too (not a failed assertion), idle or
+    // busy, naming the operation; the student's view keeps that explanation.
+    let student = report.for_student();
+    for (name, what, activity) in [
+        (
+            "harness_catches_an_idle_hang",
+            "hung 1.0 s waiting for the parked body",
+            "idle",
+        ),
+        (
+            "harness_catches_a_busy_hang",
+            "hung 1.0 s waiting for the spinning body",
+            "busy",
+        ),
+        (
+            "harness_catches_a_wake_that_never_came",
+            "hung 0.3 s waiting for a wake of the probe",
+            "idle",
+        ),
+    ] {
+        let i = report.tests.iter().position(|t| t.name == name).unwrap();
+        let (t, seen) = (&report.tests[i], &student.tests[i]);
+        assert_eq!(t.outcome, Outcome::TimedOut, "{t:#?}");
+        let message = t.message.as_deref().unwrap();
+        assert!(
+            message.starts_with(what) && message.contains(activity),
+            "{t:#?}"
+        );
+        assert_eq!(
+            (seen.outcome, seen.message.as_deref()),
+            (t.outcome, Some(message))
+        );
+        assert!(seen.output.is_none());
+    }
     let forged = get("forges_success_then_aborts");
     assert_eq!(forged.outcome, Outcome::Crashed, "{forged:#?}");
     assert_eq!(forged.score, 0);
@@ -312,4 +373,21 @@ fn each_outcome_comes_from_the_process_fate_not_its_output() {
     assert_eq!(missing.score, 0);
     assert_eq!(report.score, 10 + 20 + 5);
     assert_eq!(report.categories["deadlock"].score, 0);
+}
+
+#[test]
+fn a_listing_that_keeps_failing_is_the_graders_error_not_the_students_zero() {
+    let mut config = common::config(repo().join("hidden-tests"));
+    // Far too little time for any listing: every attempt fails, as one might under heavy load.
+    config.test_limits.wall = std::time::Duration::from_millis(1);
+    let engine = Engine::new(config).unwrap();
+    let result = engine.grade(
+        Input::Path(&repo().join("solutions/reference")),
+        Mode::Hidden,
+        &|_| {},
+    );
+    assert!(
+        matches!(result, Err(EngineError::Runner(RunnerError::Listing(_)))),
+        "{result:#?}"
+    );
 }

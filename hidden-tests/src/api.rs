@@ -1,6 +1,11 @@
 //! Compile-time conformance with the exercise spec: every public item with its exact signature and
 //! the traits the spec requires. A submission that differs fails to build here, one item per line, and
 //! the grader turns the compiler's error into an "API mismatch" message naming the spec item.
+//!
+//! Each `// spec:` comment is that message, for the lines below it up to the next blank line or
+//! comment: the grader reads them from this file (its one source of the spec's wording). The first
+//! item in backticks names the item, so that an error elsewhere in the hidden tests on a line using
+//! it gets the same message.
 
 #![allow(dead_code, clippy::type_complexity)]
 
@@ -30,51 +35,103 @@ fn error<T: Error + Display>() {}
 type Map = MapFuture<Ready<u8>, fn(u8) -> u16>;
 
 fn signatures() {
+    // spec: `CountdownFuture::new` must be `pub fn new(count: u32) -> Self`
     let _: fn(u32) -> CountdownFuture = CountdownFuture::new;
+
+    // spec: `TimerFuture::new` must be `pub fn new(duration: Duration) -> Self` (in both modules)
     let _: fn(Duration) -> PollingTimer = PollingTimer::new;
-    let _: fn() -> (ManualFuture<u8>, ManualHandle<u8>) = ManualFuture::<u8>::new;
-    let _: fn(ManualHandle<u8>, u8) = ManualHandle::<u8>::complete;
-    let _: fn(Ready<u8>, fn(u8) -> u16) -> Map = MapFuture::new;
     let _: fn(Duration) -> TimerFuture = TimerFuture::new;
+
+    // spec: `ManualFuture::<T>::new` must be `pub fn new() -> (ManualFuture<T>, ManualHandle<T>)`
+    let _: fn() -> (ManualFuture<u8>, ManualHandle<u8>) = ManualFuture::<u8>::new;
+
+    // spec: `ManualHandle::complete` must be `pub fn complete(self, value: T)`, and both halves `Send` when `T: Send`
+    let _: fn(ManualHandle<u8>, u8) = ManualHandle::<u8>::complete;
+
+    // spec: `MapFuture::new` must be `pub fn new(future: Fut, f: F) -> Self`
+    let _: fn(Ready<u8>, fn(u8) -> u16) -> Map = MapFuture::new;
+
+    // spec: `FirstTimer::new` must be `pub fn new(durations: &[Duration]) -> Self`
     let _: fn(&[Duration]) -> FirstTimer = FirstTimer::new;
+
+    // spec: `MAX_QUEUED_TASKS` must be `pub const MAX_QUEUED_TASKS: usize = 10_000`
     let _: usize = MAX_QUEUED_TASKS;
+
+    // spec: `new_executor_and_spawner` must be `pub fn new_executor_and_spawner() -> (Executor, Spawner)`
     let _: fn() -> (Executor, Spawner) = new_executor_and_spawner;
+
+    // spec: `new_executor_and_spawner_with_capacity` must be `pub fn new_executor_and_spawner_with_capacity(capacity: usize) -> (Executor, Spawner)`
     let _: fn(usize) -> (Executor, Spawner) = new_executor_and_spawner_with_capacity;
+
+    // spec: `Executor::run` must be `pub fn run(&self)`
     let _: fn(&Executor) = Executor::run;
+
+    // spec: `Executor::run_until_stalled` must be `pub fn run_until_stalled(&self) -> usize`
     let _: fn(&Executor) -> usize = Executor::run_until_stalled;
+
+    // spec: `Executor::metrics` must be `pub fn metrics(&self) -> Metrics`, with the spec's public fields
     let _: fn(&Executor) -> Metrics = Executor::metrics;
+
+    // spec: `Spawner::shutdown` must be `pub fn shutdown(&self)`
     let _: fn(&Spawner) = Spawner::shutdown;
 }
 
 fn spawning(spawner: &Spawner) {
+    // spec: `Spawner::spawn` must be `pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static)`
     let (): () = spawner.spawn(async {});
+
+    // spec: `Spawner::try_spawn` must be `pub fn try_spawn(&self, future: impl Future<Output = ()> + Send + 'static) -> Result<(), SpawnError>`
     let _: Result<(), SpawnError> = spawner.try_spawn(async {});
+
+    // spec: `Spawner::spawn_with_priority` must be `pub fn spawn_with_priority(&self, priority: Priority, future: impl Future<Output = ()> + Send + 'static) -> Result<(), SpawnError>`
     let _: Result<(), SpawnError> = spawner.spawn_with_priority(Priority::High, async {});
     let _: Result<(), SpawnError> = spawner.spawn_with_priority(Priority::Low, async {});
 }
 
 fn traits() {
+    // spec: `CountdownFuture` must be a `Future<Output = String>` and `Send + 'static`
     future_of::<CountdownFuture, String>();
+
+    // spec: `TimerFuture` (both) must be `Future<Output = ()>` and `Send + 'static`
     future_of::<PollingTimer, ()>();
-    future_of::<ManualFuture<u8>, u8>();
-    future_of::<Map, u16>();
     future_of::<TimerFuture, ()>();
-    future_of::<FirstTimer, usize>();
+
+    // spec: `ManualFuture<T>` must be a `Future<Output = T>`, `Unpin`, and `Send` when `T: Send`
+    future_of::<ManualFuture<u8>, u8>();
     unpin::<ManualFuture<u8>>();
+
+    // spec: `MapFuture<Fut, F>` must be a `Future<Output = T>` for `F: FnOnce(Fut::Output) -> T`, accepting inner futures that are not `Unpin`
+    future_of::<Map, u16>();
+
+    // spec: `FirstTimer` must be a `Future<Output = usize>` and `Send + 'static`
+    future_of::<FirstTimer, usize>();
+
+    // spec: `ManualHandle<T>` must be `Send` when `T: Send`
     send::<ManualHandle<u8>>();
+
+    // spec: `Executor` must be `Send` with `run`, `run_until_stalled` and `metrics`
     send::<Executor>();
+
+    // spec: `Spawner` must be `Clone + Send + Sync` with `spawn`, `try_spawn`, `spawn_with_priority` and `shutdown`
     send_sync::<Spawner>();
     let _: fn(&Spawner) -> Spawner = Spawner::clone;
+
+    // spec: `Priority` must be `enum Priority { High, Low }` with `Debug, Clone, Copy, PartialEq, Eq, Hash, Default` (default `Low`)
     value_type::<Priority>();
     hashable_default::<Priority>();
+
+    // spec: `SpawnError` must be `enum SpawnError { QueueFull, Shutdown }` with `Debug, Clone, Copy, PartialEq, Eq`, `Display` and `std::error::Error`
     value_type::<SpawnError>();
     error::<SpawnError>();
     let _: [SpawnError; 2] = [SpawnError::QueueFull, SpawnError::Shutdown];
+
+    // spec: `Metrics` must be the spec's struct with public fields `spawned`, `completed`, `polls`, `busy_time`, `max_poll_time` and derives `Debug, Clone, Copy, Default, PartialEq, Eq`
     value_type::<Metrics>();
     let _: Metrics = Metrics::default();
 }
 
 fn metrics(m: Metrics) {
+    // spec: `Metrics` must be the spec's struct with public fields `spawned`, `completed`, `polls`, `busy_time`, `max_poll_time` and derives `Debug, Clone, Copy, Default, PartialEq, Eq`
     let _: u64 = m.spawned;
     let _: u64 = m.completed;
     let _: u64 = m.polls;

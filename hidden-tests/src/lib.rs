@@ -1,5 +1,5 @@
 //! Shared harness of the hidden tests (see `tests/` and `rubric.toml`): a watchdog that turns a
-//! hang into a clear failure, wakers that count their wakes and live clones (and can run a hook
+//! hang into its own verdict, wakers that count their wakes and live clones (and can run a hook
 //! when cloned), a correct test-double future ([`Gate`]) and small probes for drops and logs.
 //!
 //! Every helper here is correct by construction, so that a failing hidden test always points at
@@ -26,13 +26,49 @@ use runtime::executor::Executor;
 /// correct solution, even on a loaded machine.
 pub const HANG_SECS: u64 = 5;
 
-/// Runs `body` on its own thread and returns its result; a panic in `body` is re-raised here, and
-/// a body that has not finished after `secs` seconds fails the test as a hang (a deadlock or a lost
-/// wake) instead of blocking the test process until the grader kills it.
+/// The exit code of a test process that ended in [`hang`]: the grader reports it as a timeout, not
+/// as a failed assertion (a panic exits with 101, an abort dies by a signal, and the student's
+/// crate may not call `std::process`, so no other path produces it). The grader's runner has the
+/// same constant.
+pub const HANG_EXIT_CODE: i32 = 124;
+
+/// Starts the line [`hang`] writes to stderr; the grader reads only the explanation from it (the
+/// operation and the time waited), never the verdict.
+pub const HANG_MARKER: &str = "hidden-tests hang:";
+
+/// Ends the test process as a hang: `what` (the operation, in words a student can act on, e.g.
+/// "run() with the custom futures") did not finish within `secs` seconds.
 ///
-/// A hang ends the whole process (exit code 101, a failure) rather than panicking: unwinding would
-/// drop the test's spawners, wakers and executors, whose destructors may block on the very lock
-/// that the hung thread holds.
+/// The process exits with [`HANG_EXIT_CODE`] rather than panicking: unwinding would drop the
+/// test's spawners, wakers and executors, whose destructors may block on the very lock that a hung
+/// thread holds.
+pub fn hang(what: &str, secs: u64) -> ! {
+    hang_after(what, Duration::from_secs(secs))
+}
+
+fn hang_after(what: &str, waited: Duration) -> ! {
+    // Straight to the process's stderr: libtest's capture of `eprintln!` is never flushed when the
+    // process exits.
+    let _ = writeln!(
+        io::stderr(),
+        "{HANG_MARKER} {:.1} s waiting for {what}",
+        waited.as_secs_f64()
+    );
+    process::exit(HANG_EXIT_CODE)
+}
+
+/// Waits for something that a correct solution makes happen: `wait(timeout)` returns whether it
+/// happened in time (e.g. `|t| probe.wait_for_wakes(1, t)`). If it did not, the test ends as a
+/// [`hang`] of `what`: a wake that never comes is a hang, not a failed assertion.
+pub fn expect_within(what: &str, timeout: Duration, wait: impl FnOnce(Duration) -> bool) {
+    if !wait(timeout) {
+        hang_after(what, timeout)
+    }
+}
+
+/// Runs `body` on its own thread and returns its result; a panic in `body` is re-raised here, and
+/// a body that has not finished after `secs` seconds ends the test as a [`hang`] of `what` instead
+/// of blocking the test process until the grader kills it.
 pub fn with_watchdog<T: Send + 'static>(
     secs: u64,
     what: &str,
@@ -46,15 +82,7 @@ pub fn with_watchdog<T: Send + 'static>(
     match outcome.recv_timeout(Duration::from_secs(secs)) {
         Ok(Ok(value)) => value,
         Ok(Err(payload)) => panic::resume_unwind(payload),
-        Err(RecvTimeoutError::Timeout) => {
-            // Straight to the process's stderr: libtest's capture of `eprintln!` is never flushed
-            // when the process exits.
-            let _ = writeln!(
-                io::stderr(),
-                "hang: {what} did not finish within {secs} s (a deadlock, or a wake that was lost)"
-            );
-            process::exit(101)
-        }
+        Err(RecvTimeoutError::Timeout) => hang(what, secs),
         Err(RecvTimeoutError::Disconnected) => unreachable!("the watchdog's body always reports"),
     }
 }

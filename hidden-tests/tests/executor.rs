@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::future;
 use hidden_tests::{
-    run_until_stalled_with_watchdog, run_with_watchdog, self_waking, thread_cpu_time, wake_a_clone,
-    with_watchdog, Counter, Gate, Log, HANG_SECS,
+    expect_within, run_until_stalled_with_watchdog, run_with_watchdog, self_waking,
+    thread_cpu_time, wake_a_clone, with_watchdog, Counter, Gate, Log, HANG_SECS,
 };
 use runtime::executor::{
     new_executor_and_spawner, new_executor_and_spawner_with_capacity, SpawnError, MAX_QUEUED_TASKS,
@@ -131,10 +131,10 @@ fn executor_run_keeps_running_while_a_spawner_exists() {
             spawner.spawn(async move {
                 let _ = done_tx.send(i);
             });
-            assert_eq!(
-                done_rx.recv_timeout(WAIT),
-                Ok(i),
-                "task {i}, spawned while run() was running, never ran"
+            expect_within(
+                "run() to run a task spawned while it was running",
+                WAIT,
+                |t| done_rx.recv_timeout(t) == Ok(i),
             );
         }
         drop(spawner);

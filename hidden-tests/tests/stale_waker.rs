@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::{self, FutureExt};
 use hidden_tests::{
-    poll_with, probe_waker, run_with_watchdog, Flag, Gate, Log, WakeProbe, HANG_SECS,
+    expect_within, poll_with, probe_waker, run_with_watchdog, Flag, Gate, Log, WakeProbe, HANG_SECS,
 };
 use runtime::custom_future::{ManualFuture, MapFuture};
 use runtime::executor::new_executor_and_spawner;
@@ -51,9 +51,10 @@ fn stale_waker_timer_wakes_the_latest_waker() {
     for _ in 0..3 {
         let mut timer = Box::pin(TimerFuture::new(Duration::from_millis(200)));
         if let Some(b) = poll_with_a_then_b(timer.as_mut()) {
-            assert!(
-                b.wait_for_wakes(1, WAIT),
-                "the timer fired but did not wake the waker of its latest poll"
+            expect_within(
+                "the timer to wake the waker of its latest poll",
+                WAIT,
+                |t| b.wait_for_wakes(1, t),
             );
             return;
         }
@@ -70,9 +71,10 @@ fn stale_waker_first_timer_wakes_the_latest_waker() {
             Duration::from_secs(5),
         ]));
         if let Some(b) = poll_with_a_then_b(first.as_mut()) {
-            assert!(
-                b.wait_for_wakes(1, WAIT),
-                "a FirstTimer's timer fired but did not wake the waker of its latest poll"
+            expect_within(
+                "a FirstTimer's timer to wake the waker of its latest poll",
+                WAIT,
+                |t| b.wait_for_wakes(1, t),
             );
             return;
         }
@@ -228,10 +230,9 @@ fn stale_waker_first_timer_releases_losing_timers_when_ready() {
     if poll_with(first.as_mut(), &a).is_ready() {
         return; // Inconclusive: only on a machine stalled for 20 ms.
     }
-    assert!(
-        a_probe.wait_for_wakes(1, WAIT),
-        "the 20 ms timer never woke the FirstTimer"
-    );
+    expect_within("the FirstTimer's wake from its 20 ms timer", WAIT, |t| {
+        a_probe.wait_for_wakes(1, t)
+    });
     assert_eq!(poll_with(first.as_mut(), &b), Poll::Ready(2));
     assert!(
         b_probe.wait_live_at_most(2, Duration::from_secs(1)),

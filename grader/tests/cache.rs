@@ -1,0 +1,118 @@
+//! The data folder's caches and job areas: the warm cache is built in a fresh folder, checked and
+//! published in one step whatever a crash left behind, and a start clears the job areas (and their
+//! tmpfs mounts) of crashed graders while keeping those of running ones.
+//!
+//! The mount test needs root (the README's test command runs as root).
+
+use std::fs;
+use std::path::Path;
+
+use grader::cache::{self, DataDir};
+
+/// A target folder laid out as a warm-up build leaves it.
+fn built_target(root: &Path, marker: &str) -> std::path::PathBuf {
+    let target = root.join("built/target");
+    fs::create_dir_all(target.join("debug/deps")).unwrap();
+    fs::write(target.join("debug/deps/libfutures_util-0123.rlib"), marker).unwrap();
+    target
+}
+
+fn mounted_below(dir: &Path) -> bool {
+    let dir = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m.starts_with(&dir))
+}
+
+#[test]
+fn the_warm_cache_is_laid_out_right_whatever_a_crash_left_behind() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().canonicalize().unwrap();
+    let scratch = root.join("scratch");
+    // What the old fixed-name scheme left after a crash (and what pid 1 finds in every container).
+    fs::create_dir_all(scratch.join(format!("warm-{}", std::process::id()))).unwrap();
+    fs::create_dir_all(scratch.join("warm-1")).unwrap();
+    let warm = root.join("warm-target");
+    let built = built_target(&root, "first");
+    cache::publish_warm_target(&built, &warm, &scratch, "key-1").unwrap();
+    let rlib = warm.join("debug/deps/libfutures_util-0123.rlib");
+    assert_eq!(fs::read_to_string(&rlib).unwrap(), "first");
+    assert!(cache::is_ready(&warm, "key-1"));
+    assert!(!cache::is_ready(&warm, "key-2"));
+    // A newer dependency set replaces it in one step.
+    fs::write(built.join("debug/deps/libfutures_util-0123.rlib"), "second").unwrap();
+    cache::publish_warm_target(&built, &warm, &scratch, "key-2").unwrap();
+    assert_eq!(fs::read_to_string(&rlib).unwrap(), "second");
+    assert!(cache::is_ready(&warm, "key-2"));
+}
+
+#[test]
+fn a_warm_up_without_dependencies_is_not_published() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().canonicalize().unwrap();
+    let scratch = root.join("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    let empty = root.join("built/target/debug/deps");
+    fs::create_dir_all(&empty).unwrap();
+    let warm = root.join("warm-target");
+    let err = cache::publish_warm_target(&root.join("built/target"), &warm, &scratch, "k");
+    assert!(err.unwrap_err().to_string().contains("libfutures_util"));
+    assert!(!warm.exists());
+}
+
+#[test]
+fn a_start_clears_the_job_areas_of_crashed_graders_only() {
+    assert!(
+        nix::unistd::geteuid().is_root() || std::env::var_os("CI").is_none(),
+        "CI runs this test as root"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::open(root.path()).unwrap();
+    let running = data.start_jobs().unwrap();
+    fs::write(running.path().join("work"), "in use").unwrap();
+    // A crashed grader's area: its owner file unlocked, a job folder with a tmpfs still mounted.
+    let crashed = data.jobs().join("area-crashed");
+    let job = crashed.join("job-1");
+    fs::create_dir_all(&job).unwrap();
+    fs::write(crashed.join(".owner"), "").unwrap();
+    let is_root = nix::unistd::geteuid().is_root();
+    if is_root {
+        nix::mount::mount(
+            Some("tmpfs"),
+            &job,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .unwrap();
+        fs::write(job.join("left"), "x").unwrap();
+        assert!(mounted_below(&crashed));
+    }
+    // Folders of the older layout, named by pid.
+    let old = data.jobs().join("warm-1");
+    fs::create_dir_all(old.join("target")).unwrap();
+    let stray = data.jobs().join("stray-file");
+    fs::write(&stray, "x").unwrap();
+
+    let started = data.start_jobs().unwrap();
+    assert!(
+        !crashed.exists(),
+        "the crashed grader's area is still there"
+    );
+    assert!(!old.exists(), "an old-layout leftover is still there");
+    assert!(!stray.exists(), "a stray file is still there");
+    if is_root {
+        assert!(!mounted_below(&crashed), "its tmpfs is still mounted");
+    }
+    assert_eq!(
+        fs::read_to_string(running.path().join("work")).unwrap(),
+        "in use",
+        "a running grader's area was touched"
+    );
+    assert_ne!(started.path(), running.path());
+    let area = started.path().to_path_buf();
+    drop(started);
+    assert!(!area.exists(), "a dropped area is removed");
+}
