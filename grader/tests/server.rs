@@ -448,3 +448,50 @@ async fn shutdown_refuses_uploads_with_503_and_lets_the_running_grading_finish()
             .unwrap();
     assert_eq!((status.as_str(), score), ("graded", Some(100)));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_internal_error_is_retried_twice_then_shown_as_an_error_never_as_a_zero() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let id = json(f.upload(&f.s1, reference_archive()).await).await["id"]
+        .as_i64()
+        .unwrap();
+    f.server.shutdown().await;
+    // The stored upload vanishes (a disk problem): every attempt fails inside the grader.
+    let stored = f.dir.path().join("uploads").join(format!("{id}.upload"));
+    std::fs::remove_file(&stored).unwrap();
+    let engine = tokio::task::spawn_blocking(engine).await.unwrap();
+    let server = server::start(options(f.dir.path(), 1, 1 << 20), Some(engine))
+        .await
+        .unwrap();
+    let g = Fixture { server, ..f };
+    let mut events = Events::open(&g, id, &g.s1).await;
+    let (_, done) = events.until("done").await;
+    assert_eq!(done["status"], "error", "{done}");
+    assert_eq!(done["score"], Value::Null);
+    let (attempts, state): (i64, String) =
+        sqlx::query_as("SELECT attempts, state FROM jobs WHERE submission_id = ?")
+            .bind(id)
+            .fetch_one(&g.server.state().db)
+            .await
+            .unwrap();
+    assert_eq!((attempts, state.as_str()), (queue::MAX_ATTEMPTS, "error"));
+    let path = format!("/api/submissions/{id}");
+    let student = json(g.get(&path, &g.s1).await).await;
+    assert_eq!(student["status"], "error");
+    assert!(
+        student.get("score").is_none(),
+        "no score for an error: {student}"
+    );
+    assert!(student["message"]
+        .as_str()
+        .unwrap()
+        .contains("not your score"));
+    let full = json(g.get(&path, &g.t1).await).await;
+    assert!(
+        full["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read the stored upload"),
+        "{full}"
+    );
+}
