@@ -154,7 +154,19 @@ struct Events {
 
 impl Events {
     async fn open(f: &Fixture, id: i64, token: &str) -> Events {
-        let response = f.get(&format!("/api/submissions/{id}/events"), token).await;
+        Events::resume(f, id, token, None).await
+    }
+
+    /// Opens the stream as a client reconnecting after event `last_id` would.
+    async fn resume(f: &Fixture, id: i64, token: &str, last_id: Option<&str>) -> Events {
+        let mut request = f
+            .client
+            .get(f.url(&format!("/api/submissions/{id}/events")))
+            .bearer_auth(token);
+        if let Some(last) = last_id {
+            request = request.header("Last-Event-ID", last);
+        }
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         Events {
             response,
@@ -369,6 +381,8 @@ async fn an_upload_is_graded_to_full_marks_with_live_progress() {
     assert_eq!(accepted.status(), StatusCode::ACCEPTED);
     let id = json(accepted).await["id"].as_i64().unwrap();
     let mut events = Events::open(&f, id, &f.s1).await;
+    // A client that already saw step 2 (building) resumes after it.
+    let mut resumed = Events::resume(&f, id, &f.s1, Some("2")).await;
     let (seen, done) = events.until("done").await;
     assert_eq!(done["status"], "graded", "{done}");
     assert_eq!(
@@ -378,6 +392,16 @@ async fn an_upload_is_graded_to_full_marks_with_live_progress() {
     assert!(seen.iter().any(|e| e == "building"), "{seen:?}");
     assert!(seen.iter().any(|e| e == "testing"), "{seen:?}");
     assert_eq!(events.next().await, None, "the stream ends after `done`");
+    let (seen_resumed, done_resumed) = resumed.until("done").await;
+    assert_eq!(done_resumed, done);
+    assert!(
+        seen_resumed.iter().all(|e| e == "queued" || e == "testing"),
+        "nothing up to Last-Event-ID is sent again: {seen_resumed:?}"
+    );
+    assert!(
+        seen_resumed.iter().any(|e| e == "testing"),
+        "{seen_resumed:?}"
+    );
 
     let path = format!("/api/submissions/{id}");
     let student = json(f.get(&path, &f.s1).await).await;

@@ -6,7 +6,7 @@ use std::path::Path as FsPath;
 
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Caller;
-use super::db::now_ms;
+use super::db::{now_ms, write};
 use super::error::AppError;
 use super::events::Update;
 use super::queue::{self, UPLOAD_PRIORITY};
@@ -157,7 +157,7 @@ async fn upload(
                 .into(),
         )
     })?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = write(&state.db).await?;
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO submissions (person_id, created_at, file_name, size_bytes, sha256, status) \
          VALUES (?, ?, ?, ?, ?, 'queued') RETURNING id",
@@ -315,6 +315,8 @@ struct Listener {
     id: i64,
     rx: tokio::sync::broadcast::Receiver<(i64, Update)>,
     next: Option<Update>,
+    /// The last step the client saw (its `Last-Event-ID`, then what it was sent).
+    last: Option<u64>,
     queued: bool,
     done: bool,
 }
@@ -342,13 +344,19 @@ impl Listener {
     }
 }
 
-/// `GET /api/submissions/{id}/events`: server-sent events, starting with the current state (so a
-/// reconnecting client resumes from where things are) and ending after `done`.
+/// `GET /api/submissions/{id}/events`: server-sent events, starting with the current state and
+/// ending after `done`. Each event's id is its [`Update::step`]; a client reconnecting with
+/// `Last-Event-ID` gets only what came after.
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let row = visible(&state, &caller, &id).await?;
     // Subscribed before the state is read: nothing between the two is missed.
     let rx = state.events.subscribe();
@@ -358,6 +366,7 @@ async fn events(
         id: row.id,
         rx,
         next: Some(first),
+        last,
         queued: false,
         done: false,
     };
@@ -365,11 +374,23 @@ async fn events(
         if l.done {
             return None;
         }
-        let update = l.next_update().await?;
+        let update = loop {
+            let update = l.next_update().await?;
+            if update.is_after(l.last) {
+                break update;
+            }
+        };
         l.queued = matches!(update, Update::Queued { .. });
         l.done = matches!(update, Update::Done { .. });
+        if !l.queued {
+            l.last = Some(update.step());
+        }
         let data = serde_json::to_string(&update).expect("updates serialise");
-        Some((Ok(Event::default().event(update.name()).data(data)), l))
+        let event = Event::default()
+            .event(update.name())
+            .id(update.step().to_string())
+            .data(data);
+        Some((Ok(event), l))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
 /// The database file's name inside the data folder.
 pub const DB_FILE: &str = "grader.db";
@@ -72,6 +72,12 @@ pub async fn open(data_dir: &Path) -> Result<SqlitePool, DbError> {
             source,
         })?;
     Ok(pool)
+}
+
+/// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock at once, so a busy database
+/// makes it wait (the busy timeout) instead of failing later when a read turns into a write.
+pub async fn write(db: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    db.begin_with("BEGIN IMMEDIATE").await
 }
 
 /// Now, in Unix milliseconds: how every time is stored.

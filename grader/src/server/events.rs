@@ -55,6 +55,23 @@ impl Update {
         }
     }
 
+    /// How far the grading got, used as the SSE event id: a client resuming with `Last-Event-ID`
+    /// is sent only later steps (and waiting positions, which change without a step).
+    pub fn step(&self) -> u64 {
+        match self {
+            Update::Queued { .. } => 0,
+            Update::Checking => 1,
+            Update::Building => 2,
+            Update::Testing { done, .. } => 2 + *done as u64,
+            Update::Done { .. } => u64::MAX,
+        }
+    }
+
+    /// Whether a client that saw step `last` still needs this update.
+    pub fn is_after(&self, last: Option<u64>) -> bool {
+        matches!(self, Update::Queued { .. }) || last.is_none_or(|l| self.step() > l)
+    }
+
     /// The SSE event name.
     pub fn name(&self) -> &'static str {
         match self {

@@ -4,7 +4,7 @@
 
 use sqlx::{SqliteConnection, SqlitePool};
 
-use super::db::now_ms;
+use super::db::{now_ms, write};
 use crate::report::{Report, Status};
 
 /// Claims of one job before an internal error is final: the first try and two retries.
@@ -43,7 +43,7 @@ pub async fn enqueue(
 /// Puts back every job a previous run left `running` (it crashed or was killed mid-grading);
 /// returns how many. Call at start, before any worker runs.
 pub async fn requeue_running(db: &SqlitePool) -> Result<u64, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = write(db).await?;
     let n = sqlx::query("UPDATE jobs SET state = 'queued', worker = NULL WHERE state = 'running'")
         .execute(&mut *tx)
         .await?
@@ -61,7 +61,7 @@ pub async fn requeue_running(db: &SqlitePool) -> Result<u64, sqlx::Error> {
 /// Claims the next queued job for `worker`, if any. SQLite serialises writers, so the one
 /// conditional UPDATE hands each job to exactly one worker.
 pub async fn claim(db: &SqlitePool, worker: &str) -> Result<Option<Claimed>, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = write(db).await?;
     let claimed: Option<Claimed> = sqlx::query_as(
         "UPDATE jobs SET state = 'running', worker = ?, started_at = ?, attempts = attempts + 1 \
          WHERE state = 'queued' AND id = \
@@ -115,7 +115,7 @@ pub async fn finish(
     let status = status_name(report.status);
     let json = serde_json::to_string(report).expect("reports serialise");
     let now = now_ms();
-    let mut tx = db.begin().await?;
+    let mut tx = write(db).await?;
     sqlx::query(
         "UPDATE submissions SET status = ?, score = ?, max_score = ?, report = ?, \
          hidden_version = ?, graded_at = ?, error = NULL WHERE id = ?",
@@ -142,7 +142,7 @@ pub async fn finish(
 pub async fn fail(db: &SqlitePool, job: &Claimed, error: &str) -> Result<bool, sqlx::Error> {
     let retry = job.attempts < MAX_ATTEMPTS;
     let now = now_ms();
-    let mut tx = db.begin().await?;
+    let mut tx = write(db).await?;
     let (job_state, submission_state) = if retry {
         ("queued", "queued")
     } else {

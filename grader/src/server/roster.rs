@@ -5,7 +5,7 @@ use std::path::Path;
 use sqlx::SqlitePool;
 
 use super::auth::{issue_token, Role};
-use super::db::now_ms;
+use super::db::{now_ms, write};
 
 /// One person of a roster file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub async fn import(
 ) -> Result<Vec<(String, String)>, RosterError> {
     let now = now_ms();
     let mut created = Vec::new();
-    let mut tx = db.begin().await?;
+    let mut tx = write(db).await?;
     for e in entries {
         let existed: Option<(String,)> = sqlx::query_as("SELECT id FROM people WHERE id = ?")
             .bind(&e.id)
@@ -156,7 +156,7 @@ pub async fn new_token(db: &SqlitePool, id: &str) -> Result<String, RosterError>
     if known.is_none() {
         return Err(RosterError::UnknownPerson(id.to_string()));
     }
-    let mut tx = db.begin().await?;
+    let mut tx = write(db).await?;
     let token = issue_token(&mut tx, id).await?;
     tx.commit().await?;
     Ok(token)
