@@ -519,3 +519,101 @@ async fn an_internal_error_is_retried_twice_then_shown_as_an_error_never_as_a_ze
         "{full}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_positions_follow_upload_order_and_move_up_when_a_job_starts() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let mut ids = Vec::new();
+    for (n, token) in [&f.s1, &f.s2, &f.s1].into_iter().enumerate() {
+        let body = json(f.upload(token, reference_archive()).await).await;
+        assert_eq!(body["position"], n as i64 + 1, "{body}");
+        ids.push(body["id"].as_i64().unwrap());
+    }
+    let claimed = queue::claim(&f.server.state().db, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        claimed.submission_id, ids[0],
+        "the oldest upload goes first"
+    );
+    let first = json(f.get(&format!("/api/submissions/{}", ids[0]), &f.s1).await).await;
+    assert_eq!(
+        (first["status"].as_str(), &first["position"]),
+        (Some("running"), &Value::Null)
+    );
+    let second = json(f.get(&format!("/api/submissions/{}", ids[1]), &f.s2).await).await;
+    assert_eq!(second["position"], 1);
+    let third = json(f.get(&format!("/api/submissions/{}", ids[2]), &f.s1).await).await;
+    assert_eq!(third["position"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_claims_hand_each_job_to_exactly_one_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = db::open(dir.path()).await.unwrap();
+    roster::import(&pool, &roster()).await.unwrap();
+    const JOBS: i64 = 40;
+    for n in 0..JOBS {
+        let mut tx = pool.begin().await.unwrap();
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO submissions (person_id, created_at, file_name, size_bytes, sha256, status) \
+             VALUES ('s1', ?, 'a.tar.gz', 1, 'x', 'queued') RETURNING id",
+        )
+        .bind(n)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        queue::enqueue(&mut tx, id, queue::UPLOAD_PRIORITY)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let claimers: Vec<_> = (0..8)
+        .map(|w| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(job) = queue::claim(&pool, &format!("w{w}")).await.unwrap() {
+                    mine.push(job.id);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in claimers {
+        all.extend(c.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=JOBS).collect::<Vec<_>>(), "each job claimed once");
+    let (running,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state = 'running'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(running, JOBS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_the_intake_refuses_is_stored_as_a_rejected_report() {
+    let engine = tokio::task::spawn_blocking(engine).await.unwrap();
+    let f = Fixture::start(Some(engine), 1 << 20).await;
+    let id = json(
+        f.upload(&f.s1, b"this is not a gzip archive".to_vec())
+            .await,
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let (_, done) = Events::open(&f, id, &f.s1).await.until("done").await;
+    assert_eq!(done["status"], "rejected", "{done}");
+    let student = json(f.get(&format!("/api/submissions/{id}"), &f.s1).await).await;
+    assert_eq!(student["status"], "rejected");
+    assert_eq!(student["score"], 0);
+    assert!(
+        student["report"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "the student is told why: {student}"
+    );
+}
