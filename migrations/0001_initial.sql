@@ -63,7 +63,7 @@ CREATE INDEX submissions_person ON submissions (person_id, id);
 
 -- The durable queue. A worker claims the first `queued` job by (priority, id) with one conditional
 -- UPDATE; regrades get a larger (later) priority than uploads. `attempts` counts claims: internal
--- errors are retried, then the job ends in `error`.
+-- errors are retried, no earlier than `run_after`, then the job ends in `error`.
 CREATE TABLE jobs (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     submission_id   INTEGER NOT NULL REFERENCES submissions (id) ON DELETE CASCADE,
@@ -71,6 +71,7 @@ CREATE TABLE jobs (
     state           TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'error')),
     priority        INTEGER NOT NULL DEFAULT 0,
     attempts        INTEGER NOT NULL DEFAULT 0,
+    run_after       INTEGER,
     worker          TEXT,
     last_error      TEXT,
     created_at      INTEGER NOT NULL,

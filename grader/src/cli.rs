@@ -292,6 +292,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 bind,
                 workers,
                 drain: Duration::from_secs(drain_secs),
+                retry_delay: server::RETRY_DELAY,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

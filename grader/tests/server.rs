@@ -61,6 +61,7 @@ fn options(dir: &std::path::Path, workers: usize, upload_limit: u64) -> Options 
         workers,
         upload_limit,
         drain: GRADING_DEADLINE,
+        retry_delay: Duration::ZERO,
     }
 }
 
@@ -616,4 +617,30 @@ async fn an_upload_the_intake_refuses_is_stored_as_a_rejected_report() {
             .is_some_and(|m| !m.is_empty()),
         "the student is told why: {student}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_job_waits_out_its_backoff_before_it_is_claimed_again() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let db = &f.server.state().db;
+    let id = json(f.upload(&f.s1, reference_archive()).await).await["id"]
+        .as_i64()
+        .unwrap();
+    let job = queue::claim(db, "w").await.unwrap().unwrap();
+    let retried = queue::fail(db, &job, "sandbox: out of pids", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(retried);
+    assert!(
+        queue::claim(db, "w").await.unwrap().is_none(),
+        "not before its backoff"
+    );
+    let body = json(f.get(&format!("/api/submissions/{id}"), &f.s1).await).await;
+    assert_eq!(body["status"], "queued", "a retry waits as queued: {body}");
+    sqlx::query("UPDATE jobs SET run_after = 0")
+        .execute(db)
+        .await
+        .unwrap();
+    let again = queue::claim(db, "w").await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (job.id, 2));
 }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// Largest accepted upload, in bytes.
     pub upload_limit: u64,
+    /// Wait before the first retry of a grading that failed inside the grader (doubling after).
+    pub retry_delay: Duration,
     /// Wakes an idle worker when a job is queued.
     pub wake: Arc<Notify>,
     /// Live progress of gradings.
@@ -104,7 +106,13 @@ pub struct Options {
     pub upload_limit: u64,
     /// How long shutdown waits for running gradings.
     pub drain: Duration,
+    /// Wait before the first retry of an internal grading error (doubling after).
+    pub retry_delay: Duration,
 }
+
+/// The usual wait before retrying an internal grading error: long enough for a passing resource
+/// shortage to clear.
+pub const RETRY_DELAY: Duration = Duration::from_secs(10);
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +161,7 @@ pub async fn start(options: Options, engine: Option<Arc<Engine>>) -> Result<Serv
         db,
         data_dir: options.data_dir.clone(),
         upload_limit: options.upload_limit,
+        retry_delay: options.retry_delay,
         wake: Arc::new(Notify::new()),
         events: events::Hub::default(),
         accepting: Arc::new(AtomicBool::new(true)),

@@ -2,6 +2,8 @@
 //! re-queue what a crash left `running`, retry internal errors, then give up as `error` (never as
 //! the student's zero).
 
+use std::time::Duration;
+
 use sqlx::{SqliteConnection, SqlitePool};
 
 use super::db::{now_ms, write};
@@ -58,17 +60,19 @@ pub async fn requeue_running(db: &SqlitePool) -> Result<u64, sqlx::Error> {
     Ok(n)
 }
 
-/// Claims the next queued job for `worker`, if any. SQLite serialises writers, so the one
-/// conditional UPDATE hands each job to exactly one worker.
+/// Claims the next queued job for `worker` that may run now, if any. SQLite serialises writers,
+/// so the one conditional UPDATE hands each job to exactly one worker.
 pub async fn claim(db: &SqlitePool, worker: &str) -> Result<Option<Claimed>, sqlx::Error> {
     let mut tx = write(db).await?;
     let claimed: Option<Claimed> = sqlx::query_as(
         "UPDATE jobs SET state = 'running', worker = ?, started_at = ?, attempts = attempts + 1 \
          WHERE state = 'queued' AND id = \
-           (SELECT id FROM jobs WHERE state = 'queued' ORDER BY priority, id LIMIT 1) \
+           (SELECT id FROM jobs WHERE state = 'queued' AND (run_after IS NULL OR run_after <= ?) \
+            ORDER BY priority, id LIMIT 1) \
          RETURNING id, submission_id, attempts",
     )
     .bind(worker)
+    .bind(now_ms())
     .bind(now_ms())
     .fetch_optional(&mut *tx)
     .await?;
@@ -137,11 +141,19 @@ pub async fn finish(
     tx.commit().await
 }
 
-/// Records an internal error of a claimed job: queued again while attempts remain (returns
-/// `true`), else the job and its submission end in `error`, which instructors see with `error`.
-pub async fn fail(db: &SqlitePool, job: &Claimed, error: &str) -> Result<bool, sqlx::Error> {
+/// Records an internal error of a claimed job: queued again, to run no earlier than
+/// `retry_delay` x 2^(attempts - 1) from now, while attempts remain (returns `true`); else the job
+/// and its submission end in `error`, which instructors see with `error`.
+pub async fn fail(
+    db: &SqlitePool,
+    job: &Claimed,
+    error: &str,
+    retry_delay: Duration,
+) -> Result<bool, sqlx::Error> {
     let retry = job.attempts < MAX_ATTEMPTS;
     let now = now_ms();
+    let backoff = retry_delay.saturating_mul(1 << (job.attempts - 1).clamp(0, 16));
+    let run_after = now.saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX));
     let mut tx = write(db).await?;
     let (job_state, submission_state) = if retry {
         ("queued", "queued")
@@ -149,11 +161,12 @@ pub async fn fail(db: &SqlitePool, job: &Claimed, error: &str) -> Result<bool, s
         ("error", "error")
     };
     sqlx::query(
-        "UPDATE jobs SET state = ?, last_error = ?, worker = NULL, \
+        "UPDATE jobs SET state = ?, last_error = ?, worker = NULL, run_after = ?, \
          finished_at = CASE WHEN ? = 'error' THEN ? END WHERE id = ?",
     )
     .bind(job_state)
     .bind(error)
+    .bind(run_after)
     .bind(job_state)
     .bind(now)
     .bind(job.id)

@@ -67,20 +67,22 @@ async fn grade(state: &AppState, engine: &Arc<Engine>, name: &str, job: Claimed)
         }
         Err(error) => {
             tracing::error!(worker = %name, submission = sub, attempt = job.attempts, "grading failed: {error}");
-            queue::fail(&state.db, &job, &error).await.map(|retried| {
-                if retried {
-                    state.wake.notify_one();
-                } else {
-                    state.events.publish(
-                        sub,
-                        Update::Done {
-                            status: "error".into(),
-                            score: None,
-                            max_score: None,
-                        },
-                    );
-                }
-            })
+            queue::fail(&state.db, &job, &error, state.retry_delay)
+                .await
+                .map(|retried| {
+                    if retried {
+                        state.wake.notify_one();
+                    } else {
+                        state.events.publish(
+                            sub,
+                            Update::Done {
+                                status: "error".into(),
+                                score: None,
+                                max_score: None,
+                            },
+                        );
+                    }
+                })
         }
     };
     if let Err(e) = stored {
