@@ -145,7 +145,8 @@ pub struct Server {
 }
 
 /// Opens the database, re-queues what a crash left running, and starts the listener and
-/// `options.workers` workers grading with `engine`.
+/// `options.workers` workers grading with `engine` (without an engine no worker runs: jobs wait,
+/// which is how the tests look at the queue itself).
 pub async fn start(options: Options, engine: Option<Arc<Engine>>) -> Result<Server, ServerError> {
     let uploads = options.data_dir.join(UPLOADS);
     std::fs::create_dir_all(&uploads).map_err(|source| ServerError::Io {
