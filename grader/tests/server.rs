@@ -644,3 +644,38 @@ async fn a_failed_job_waits_out_its_backoff_before_it_is_claimed_again() {
     let again = queue::claim(db, "w").await.unwrap().unwrap();
     assert_eq!((again.id, again.attempts), (job.id, 2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_concurrent_uploads_are_all_accepted_stored_and_queued_once() {
+    let f = Arc::new(Fixture::start(None, 1 << 20).await);
+    let uploads: Vec<_> = (0..50u8)
+        .map(|n| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move {
+                let token = if n % 2 == 0 { &f.s1 } else { &f.s2 };
+                let bytes = vec![n; 1000 + usize::from(n)];
+                let r = f.upload(token, bytes.clone()).await;
+                assert_eq!(r.status(), StatusCode::ACCEPTED);
+                (json(r).await["id"].as_i64().unwrap(), bytes)
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for u in uploads {
+        let (id, bytes) = u.await.unwrap();
+        assert_eq!(
+            std::fs::read(f.server.state().upload_path(id)).unwrap(),
+            bytes
+        );
+        ids.push(id);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 50);
+    let (jobs,): (i64,) =
+        sqlx::query_as("SELECT COUNT(DISTINCT submission_id) FROM jobs WHERE state = 'queued'")
+            .fetch_one(&f.server.state().db)
+            .await
+            .unwrap();
+    assert_eq!(jobs, 50);
+}
