@@ -420,6 +420,17 @@ async fn an_upload_is_graded_to_full_marks_with_live_progress() {
     let full = json(f.get(&path, &f.t1).await).await;
     assert_eq!(full["hidden_tests_version"], version.as_str());
     assert_eq!(full["report"]["score"], 100);
+    let book = json(f.get("/api/gradebook", &f.t1).await).await;
+    let s1 = &book["students"][0];
+    assert_eq!(
+        (
+            s1["id"].as_str(),
+            s1["latest_score"].as_i64(),
+            s1["best_score"].as_i64()
+        ),
+        (Some("s1"), Some(100), Some(100)),
+        "{book}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -678,4 +689,26 @@ async fn fifty_concurrent_uploads_are_all_accepted_stored_and_queued_once() {
             .await
             .unwrap();
     assert_eq!(jobs, 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_instructors_read_the_gradebook() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let id = json(f.upload(&f.s2, reference_archive()).await).await["id"]
+        .as_i64()
+        .unwrap();
+    let refused = f.get("/api/gradebook", &f.s1).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_error(&json(refused).await, "forbidden");
+    let book = f.get("/api/gradebook", &f.t1).await;
+    assert_eq!(book.status(), StatusCode::OK);
+    let book = json(book).await;
+    let students = book["students"].as_array().unwrap();
+    let ids: Vec<&str> = students.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["s1", "s2"], "students only, in id order");
+    assert_eq!(students[0]["submissions"], 0);
+    assert_eq!(students[1]["submissions"], 1);
+    assert_eq!(students[1]["latest_id"], id);
+    assert_eq!(students[1]["latest_status"], "queued");
+    assert_eq!(students[1]["best_score"], Value::Null);
 }

@@ -1,7 +1,7 @@
 //! The grading server (`grader serve`): a JSON API over a durable SQLite queue, with workers that
 //! grade through the [`Engine`](crate::engine::Engine).
 //!
-//! Layers: [`db`] (the database) <- [`auth`], [`queue`], [`roster`] <- [`worker`], [`api`] <- this
+//! Layers: [`db`] (the database) <- [`auth`], [`queue`], [`roster`] <- [`worker`], [`api`], [`gradebook`] <- this
 //! module ([`app`], [`start`], [`run`]).
 
 pub mod api;
@@ -9,6 +9,7 @@ pub mod auth;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod gradebook;
 pub mod queue;
 pub mod roster;
 pub mod worker;
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(api::router())
+        .merge(gradebook::router())
         // Failures are logged where they happen (internal errors) or are expected (503 while
         // shutting down); the trace is for `RUST_LOG=tower_http=debug`.
         .layer(
