@@ -1,9 +1,17 @@
-//! `grader roster` through the real binary: tokens printed once, re-imports that change nobody's
-//! token, `roster token` revoking the old one, and a roster mistake named with exit 2. No hidden
-//! tests are needed for these commands.
+//! `grader roster` and `grader serve` through the real binary: tokens printed once, re-imports
+//! that change nobody's token, `roster token` revoking the old one, a roster mistake named with
+//! exit 2 (no hidden tests are needed for these), and a server killed with SIGKILL mid-grading that
+//! grades the upload after a restart, then exits 0 on SIGTERM.
 
+mod common;
+
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 fn grader(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_grader"))
@@ -78,4 +86,122 @@ fn a_roster_mistake_is_named_with_its_line_and_imports_nobody() {
     // Nobody was imported: s1 is unknown.
     let token = grader(&data, &["roster", "token", "s1"]);
     assert_eq!(token.status.code(), Some(2));
+}
+
+/// A data folder of its own (database, uploads, jobs) sharing the prepared toolchain, vendored
+/// crates and warm cache of the common one.
+fn data_dir_sharing_the_caches() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for shared in ["toolchain", "vendor", "warm-target"] {
+        std::os::unix::fs::symlink(common::data_dir().join(shared), dir.path().join(shared))
+            .unwrap();
+    }
+    dir
+}
+
+/// Starts `grader serve` on a free port; returns the process and its address.
+fn serve(data: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_grader"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--hidden-tests")
+        .arg(common::repo().join("hidden-tests"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server said where it listens")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining its stderr so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+/// Polls the submission until `done` says so, with a deadline.
+async fn poll_until(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let body: serde_json::Value = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_mid_grading_grades_the_upload_after_a_restart_and_stops_on_sigterm() {
+    let dir = data_dir_sharing_the_caches();
+    let csv = dir.path().join("roster.csv");
+    std::fs::write(&csv, "id,name,email,role\ns1,Ann,ann@example.org,student\n").unwrap();
+    let imported = grader(dir.path(), &["roster", "import", csv.to_str().unwrap()]);
+    let token = stdout(&imported)
+        .trim()
+        .split_once('\t')
+        .unwrap()
+        .1
+        .to_string();
+    let client = reqwest::Client::new();
+
+    let (mut first, addr) = serve(dir.path());
+    let archive = {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let reference = common::repo().join("solutions/reference");
+        tar.append_dir_all("02_runtime/src", reference.join("src"))
+            .unwrap();
+        tar.append_path_with_name(reference.join("Cargo.toml"), "02_runtime/Cargo.toml")
+            .unwrap();
+        tar.into_inner().unwrap().finish().unwrap()
+    };
+    let part = reqwest::multipart::Part::bytes(archive).file_name("02_runtime.tar.gz");
+    let accepted = client
+        .post(format!("http://{addr}/api/submissions"))
+        .bearer_auth(&token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), reqwest::StatusCode::ACCEPTED);
+    let id = accepted.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let url = |addr: &str| format!("http://{addr}/api/submissions/{id}");
+    poll_until(&client, &url(&addr), &token, |b| b["status"] == "running").await;
+    kill(Pid::from_raw(first.id() as i32), Signal::SIGKILL).unwrap();
+    first.wait().unwrap();
+
+    let (mut second, addr) = serve(dir.path());
+    let done = poll_until(&client, &url(&addr), &token, |b| {
+        !matches!(b["status"].as_str(), Some("queued" | "running"))
+    })
+    .await;
+    assert_eq!(done["status"], "graded", "{done}");
+    assert_eq!(done["score"], 100, "{done}");
+
+    kill(Pid::from_raw(second.id() as i32), Signal::SIGTERM).unwrap();
+    let status = second.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM ends the server cleanly");
 }

@@ -238,6 +238,9 @@ impl Server {
         let _ = self.stop_http.send(());
         // Event streams may hold connections open; they are cut after the grace period.
         let _ = tokio::time::timeout(HTTP_GRACE, self.http).await;
+        // Checkpoints the WAL; a worker still grading past the drain time then fails to store its
+        // result, and its job, still `running`, is re-queued at the next start.
+        self.state.db.close().await;
         finished
     }
 }
