@@ -7,7 +7,7 @@
 //! (`GRADER_DATA_DIR`).
 
 mod common;
-use common::repo;
+use common::{reference_archive, repo};
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -116,20 +116,6 @@ impl Fixture {
             .await
             .unwrap()
     }
-}
-
-/// The reference solution as the `.tar.gz` a student uploads.
-fn reference_archive() -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    tar.append_dir_all("02_runtime/src", repo().join("solutions/reference/src"))
-        .unwrap();
-    tar.append_path_with_name(
-        repo().join("solutions/reference/Cargo.toml"),
-        "02_runtime/Cargo.toml",
-    )
-    .unwrap();
-    tar.into_inner().unwrap().finish().unwrap()
 }
 
 async fn json(response: Response) -> Value {

@@ -88,17 +88,6 @@ fn a_roster_mistake_is_named_with_its_line_and_imports_nobody() {
     assert_eq!(token.status.code(), Some(2));
 }
 
-/// A data folder of its own (database, uploads, jobs) sharing the prepared toolchain, vendored
-/// crates and warm cache of the common one.
-fn data_dir_sharing_the_caches() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for shared in ["toolchain", "vendor", "warm-target"] {
-        std::os::unix::fs::symlink(common::data_dir().join(shared), dir.path().join(shared))
-            .unwrap();
-    }
-    dir
-}
-
 /// Starts `grader serve` on a free port; returns the process and its address.
 fn serve(data: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_grader"))
@@ -153,7 +142,7 @@ async fn poll_until(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_killed_mid_grading_grades_the_upload_after_a_restart_and_stops_on_sigterm() {
-    let dir = data_dir_sharing_the_caches();
+    let dir = common::data_dir_sharing_the_caches();
     let csv = dir.path().join("roster.csv");
     std::fs::write(&csv, "id,name,email,role\ns1,Ann,ann@example.org,student\n").unwrap();
     let imported = grader(dir.path(), &["roster", "import", csv.to_str().unwrap()]);
@@ -166,17 +155,8 @@ async fn a_server_killed_mid_grading_grades_the_upload_after_a_restart_and_stops
     let client = reqwest::Client::new();
 
     let (mut first, addr) = serve(dir.path());
-    let archive = {
-        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let mut tar = tar::Builder::new(gz);
-        let reference = common::repo().join("solutions/reference");
-        tar.append_dir_all("02_runtime/src", reference.join("src"))
-            .unwrap();
-        tar.append_path_with_name(reference.join("Cargo.toml"), "02_runtime/Cargo.toml")
-            .unwrap();
-        tar.into_inner().unwrap().finish().unwrap()
-    };
-    let part = reqwest::multipart::Part::bytes(archive).file_name("02_runtime.tar.gz");
+    let part =
+        reqwest::multipart::Part::bytes(common::reference_archive()).file_name("02_runtime.tar.gz");
     let accepted = client
         .post(format!("http://{addr}/api/submissions"))
         .bearer_auth(&token)
