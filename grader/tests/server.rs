@@ -293,6 +293,14 @@ async fn a_student_sees_only_their_own_submissions_and_instructors_see_all() {
     assert_eq!(mine["submissions"][0]["id"], id);
     let full = json(f.get(&path, &f.t1).await).await;
     assert_eq!(full["person"], "s1");
+    // The code itself: its owner and instructors only.
+    let upload = format!("{path}/upload");
+    for token in [&f.s1, &f.t1] {
+        let r = f.get(&upload, token).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), archive.as_slice());
+    }
+    assert_eq!(f.get(&upload, &f.s2).await.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
             post(upload).layer(DefaultBodyLimit::disable()).get(list),
         )
         .route("/api/submissions/{id}", get(show))
+        .route("/api/submissions/{id}/upload", get(download))
         .route("/api/submissions/{id}/events", get(events))
 }
 
@@ -75,6 +76,7 @@ fn urls(id: i64) -> Value {
         "self": format!("/api/submissions/{id}"),
         "report": format!("/api/submissions/{id}"),
         "events": format!("/api/submissions/{id}/events"),
+        "upload": format!("/api/submissions/{id}/upload"),
     })
 }
 
@@ -270,6 +272,40 @@ async fn show(
 ) -> Result<Json<Value>, AppError> {
     let row = visible(&state, &caller, &id).await?;
     Ok(Json(view(&state, &caller, row, true).await?))
+}
+
+/// `GET /api/submissions/{id}/upload`: the uploaded file as it was stored (its owner's, or any
+/// for instructors).
+async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let row = visible(&state, &caller, &id).await?;
+    let bytes = tokio::fs::read(state.upload_path(row.id)).await?;
+    // The stored name is the client's: only safe characters go into the header.
+    let name: String = row
+        .file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, AppError> {
