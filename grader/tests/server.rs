@@ -411,7 +411,17 @@ async fn an_upload_is_graded_to_full_marks_with_live_progress() {
         "hidden tests are unnamed for students"
     );
     assert!(student.get("hidden_tests_version").is_none());
-    let full = json(f.get(&path, &f.t1).await).await;
+    let refused = f.get(&format!("{path}?view=full"), &f.s1).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::FORBIDDEN,
+        "hidden output is for instructors"
+    );
+    assert_error(&json(refused).await, "forbidden");
+    let as_student = json(f.get(&format!("{path}?view=student"), &f.t1).await).await;
+    assert_eq!(as_student["report"], student["report"]);
+    let full = json(f.get(&format!("{path}?view=full"), &f.t1).await).await;
+    assert_ne!(full["report"], student["report"]);
     assert_eq!(full["hidden_tests_version"], version.as_str());
     assert_eq!(full["report"]["score"], 100);
     let book = json(f.get("/api/gradebook", &f.t1).await).await;

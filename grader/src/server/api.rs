@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::path::Path as FsPath;
 
 use axum::extract::multipart::{MultipartError, MultipartRejection};
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -265,13 +265,42 @@ async fn view(
     Ok(v)
 }
 
+/// Query of `GET /api/submissions/{id}`.
+#[derive(Debug, serde::Deserialize)]
+struct ShowQuery {
+    /// `full`: the instructors' view (hidden tests named, with their output); 403 for students.
+    view: Option<String>,
+}
+
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(query): Query<ShowQuery>,
 ) -> Result<Json<Value>, AppError> {
     let row = visible(&state, &caller, &id).await?;
-    Ok(Json(view(&state, &caller, row, true).await?))
+    match query.view.as_deref() {
+        None | Some("student") => {}
+        Some("full") if caller.is_instructor() => {}
+        Some("full") => return Err(AppError::Forbidden),
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "unknown view {other:?}: use `full` or `student`"
+            )))
+        }
+    }
+    // Instructors asking for the student view see what the student sees.
+    let as_student;
+    let caller = if query.view.as_deref() == Some("student") && caller.is_instructor() {
+        as_student = Caller {
+            role: super::auth::Role::Student,
+            ..caller
+        };
+        &as_student
+    } else {
+        &caller
+    };
+    Ok(Json(view(&state, caller, row, true).await?))
 }
 
 /// `GET /api/submissions/{id}/upload`: the uploaded file as it was stored (its owner's, or any
