@@ -21,7 +21,8 @@ use crate::validate;
 #[derive(Debug, Parser)]
 #[command(name = "grader", version)]
 pub struct Cli {
-    /// Data folder: toolchain copy, vendored crates, warm build cache and job folders.
+    /// Data folder: toolchain copy, vendored crates, warm build cache, job folders, and the
+    /// server's database (grader.db) and uploads.
     #[arg(
         long,
         env = "GRADER_DATA_DIR",
