@@ -18,7 +18,8 @@ use crate::suite::HiddenTests;
 /// uploads wake a worker at once).
 const IDLE_POLL: Duration = Duration::from_secs(5);
 
-/// Runs worker `name` until `stop` turns true; a grading under way is finished first.
+/// Runs worker `name` until `stop` turns true (or its sender is dropped); a grading under way is
+/// finished first.
 pub async fn run(
     state: AppState,
     engine: Arc<Engine>,
@@ -31,14 +32,16 @@ pub async fn run(
             Ok(None) => {
                 tokio::select! {
                     () = state.wake.notified() => {}
-                    _ = stop.changed() => {}
+                    // A dropped sender (the server is gone) stops the worker too.
+                    changed = stop.changed() => if changed.is_err() { return },
                     () = tokio::time::sleep(IDLE_POLL) => {}
                 }
             }
             Err(e) => {
                 tracing::error!(worker = %name, "cannot claim a job: {e}");
                 tokio::select! {
-                    _ = stop.changed() => {}
+                    // A dropped sender (the server is gone) stops the worker too.
+                    changed = stop.changed() => if changed.is_err() { return },
                     () = tokio::time::sleep(IDLE_POLL) => {}
                 }
             }
