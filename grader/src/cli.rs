@@ -1,14 +1,19 @@
-//! Command-line interface: `grader grade`, `grader check`, `grader setup` and `grader validate`.
+//! Command-line interface: `grader grade`, `grader check`, `grader setup`, `grader validate`,
+//! `grader serve` and `grader roster`.
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::engine::{Config, Engine, EngineError, Input, Mode, Progress, DEFAULT_DATA_DIR};
 use crate::report::{Outcome, Report, Status};
+use crate::server;
 use crate::suite::{self, HiddenTests, HiddenTestsError};
 use crate::validate;
 
@@ -16,7 +21,8 @@ use crate::validate;
 #[derive(Debug, Parser)]
 #[command(name = "grader", version)]
 pub struct Cli {
-    /// Data folder: toolchain copy, vendored crates, warm build cache and job folders.
+    /// Data folder: toolchain copy, vendored crates, warm build cache, job folders, and the
+    /// server's database (grader.db) and uploads.
     #[arg(
         long,
         env = "GRADER_DATA_DIR",
@@ -85,6 +91,42 @@ pub enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Run the grading server (JSON API, durable SQLite queue in DATA_DIR/grader.db) until SIGINT
+    /// or SIGTERM; then stop taking uploads, let running gradings finish, and exit 0.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "GRADER_BIND", default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        /// Grading workers (default: half the cores, at least 1); each grades with
+        /// cores / workers test processes unless --jobs says otherwise.
+        #[arg(long, env = "GRADER_WORKERS", value_parser = clap::value_parser!(u32).range(1..))]
+        workers: Option<u32>,
+        /// Largest accepted upload, in bytes (default: the intake's archive limit).
+        #[arg(long, env = "GRADER_UPLOAD_LIMIT")]
+        upload_limit: Option<u64>,
+        /// Seconds shutdown waits for running gradings.
+        #[arg(long, env = "GRADER_DRAIN_SECS", default_value_t = 300)]
+        drain_secs: u64,
+    },
+    /// The server's people and their API tokens.
+    #[command(subcommand)]
+    Roster(RosterCommand),
+}
+
+/// `grader roster` subcommands (they need only the data folder's database).
+#[derive(Debug, Subcommand)]
+pub enum RosterCommand {
+    /// Create or update people from a CSV `id,name,email,role` (role: student or instructor) and
+    /// print each new person's token, once (`id<TAB>token` per line).
+    Import {
+        /// The roster file.
+        file: PathBuf,
+    },
+    /// Issue a new token for a person (their old one stops working) and print it.
+    Token {
+        /// The person's roster id.
+        id: String,
+    },
 }
 
 /// Report formats.
@@ -151,11 +193,26 @@ pub enum CliError {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The server failed to start or run.
+    #[error(transparent)]
+    Server(#[from] server::ServerError),
+    /// A roster command failed.
+    #[error(transparent)]
+    Roster(#[from] server::roster::RosterError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Db(#[from] server::db::DbError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// Runs a parsed command line. Arguments are checked before the engine prepares anything, so that a
 /// mistake fails at once.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    if let Command::Roster(command) = &cli.command {
+        return roster(&cli.data_dir, command);
+    }
     let hidden_dir = match cli.hidden_tests {
         Some(dir) => dir,
         None => suite::recorded(&cli.data_dir)
@@ -172,7 +229,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             None
         }
         Command::Validate { repo, only, .. } => Some(validate::select(repo, only.as_deref())?),
-        Command::Setup => None,
+        Command::Setup | Command::Serve { .. } | Command::Roster(_) => None,
     };
     eprintln!(
         "hidden tests: {} (version {}, {} tests, {} rubric entries)",
@@ -182,9 +239,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         hidden.rubric().entries().len()
     );
     let mut config = Config::new(cli.data_dir, hidden_dir);
-    if let Some(jobs) = cli.jobs {
-        config.jobs = jobs;
-    }
+    let cores = config.jobs;
+    let workers = match &cli.command {
+        Command::Serve { workers, .. } => workers.map_or((cores / 2).max(1), |w| w as usize),
+        _ => 1,
+    };
+    // Workers x test processes fit the cores.
+    config.jobs = cli.jobs.unwrap_or((cores / workers).max(1));
     config.sandbox.allow_root_mapped = cli.allow_root_mapped_sandbox;
     let engine = Engine::new(config)?;
     let (path, format, mode, student) = match cli.command {
@@ -220,6 +281,32 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 ExitCode::FAILURE
             });
         }
+        Command::Serve {
+            bind,
+            upload_limit,
+            drain_secs,
+            ..
+        } => {
+            let options = server::Options {
+                upload_limit: upload_limit.unwrap_or(engine.config().intake.max_packed_bytes),
+                data_dir: engine.config().data_dir.clone(),
+                bind,
+                workers,
+                drain: Duration::from_secs(drain_secs),
+                retry_delay: server::RETRY_DELAY,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            let result = runtime.block_on(server::run(options, Arc::new(engine)));
+            // A grading still running after the drain time must not hold the exit: its job stays
+            // `running` and is re-queued at the next start.
+            runtime.shutdown_background();
+            result?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Roster(_) => unreachable!("handled before the hidden tests are read"),
         Command::Grade {
             path,
             format,
@@ -252,6 +339,40 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Format::Text => print!("{}", render_text(&report, color)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a roster command on the data folder's database.
+fn roster(data_dir: &std::path::Path, command: &RosterCommand) -> Result<ExitCode, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(async {
+        let db = server::db::open(data_dir).await?;
+        match command {
+            RosterCommand::Import { file } => {
+                let entries = server::roster::read(file)?;
+                let created = server::roster::import(&db, &entries).await?;
+                for (id, token) in &created {
+                    println!("{id}\t{token}");
+                }
+                eprintln!(
+                    "{} people in the roster, {} new",
+                    entries.len(),
+                    created.len()
+                );
+                if !created.is_empty() {
+                    eprintln!("the new people's tokens are above; they are not shown again");
+                }
+            }
+            RosterCommand::Token { id } => {
+                println!("{}", server::roster::new_token(&db, id).await?);
+                eprintln!("new token for {id}; the old one no longer works");
+            }
+        }
+        db.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// How many of a failing test's last output lines the text report shows.

@@ -15,6 +15,7 @@ pub mod report;
 pub mod rubric;
 pub mod runner;
 pub mod sandbox;
+pub mod server;
 pub mod solutions;
 pub mod suite;
 pub mod validate;

@@ -88,3 +88,25 @@ pub fn assert_child_passed(output: &Output) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A data folder of its own whose prepared parts are the shared folder's (symbolic links): its
+/// database, uploads and job folders are private while the caches are reused.
+pub fn data_dir_sharing_the_caches() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for part in ["toolchain", "vendor", "warm-target"] {
+        std::os::unix::fs::symlink(data_dir().join(part), dir.path().join(part)).unwrap();
+    }
+    dir
+}
+
+/// The reference solution as the `.tar.gz` a student uploads (`02_runtime/` wrapping its crate).
+pub fn reference_archive() -> Vec<u8> {
+    let reference = repo().join("solutions/reference");
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.append_dir_all("02_runtime/src", reference.join("src"))
+        .unwrap();
+    tar.append_path_with_name(reference.join("Cargo.toml"), "02_runtime/Cargo.toml")
+        .unwrap();
+    tar.into_inner().unwrap().finish().unwrap()
+}

@@ -1,0 +1,461 @@
+//! The JSON API: uploads (`POST /api/submissions`), the caller's submissions, one submission (the
+//! student's view for students, everything for instructors) and its live events.
+
+use std::convert::Infallible;
+use std::path::Path as FsPath;
+
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::Caller;
+use super::db::{now_ms, write};
+use super::error::AppError;
+use super::events::Update;
+use super::queue::{self, UPLOAD_PRIORITY};
+use super::AppState;
+use crate::report::Report;
+
+/// The API's routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/submissions",
+            // The size limit is the server's own, checked while the upload streams in.
+            post(upload).layer(DefaultBodyLimit::disable()).get(list),
+        )
+        .route("/api/submissions/{id}", get(show))
+        .route("/api/submissions/{id}/upload", get(download))
+        .route("/api/submissions/{id}/events", get(events))
+}
+
+/// One row of `submissions`.
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    id: i64,
+    person_id: String,
+    created_at: i64,
+    file_name: String,
+    size_bytes: i64,
+    sha256: String,
+    status: String,
+    score: Option<i64>,
+    max_score: Option<i64>,
+    report: Option<String>,
+    hidden_version: Option<String>,
+    graded_at: Option<i64>,
+    error: Option<String>,
+}
+
+/// A static query reading [`Row`]s: every column, then `$rest`.
+macro_rules! select_rows {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, person_id, created_at, file_name, size_bytes, sha256, status, score, ",
+            "max_score, report, hidden_version, graded_at, error FROM submissions ",
+            $rest
+        )
+    };
+}
+
+/// What a student reads when grading itself failed.
+const ERROR_FOR_STUDENT: &str = "Grading failed on the server's side. This is not your score: \
+                                 the instructors have been told and will regrade it.";
+
+fn urls(id: i64) -> Value {
+    json!({
+        "self": format!("/api/submissions/{id}"),
+        "report": format!("/api/submissions/{id}"),
+        "events": format!("/api/submissions/{id}/events"),
+        "upload": format!("/api/submissions/{id}/upload"),
+    })
+}
+
+/// The last component of the uploaded file's name, bounded: it is only shown and used for its
+/// extension.
+fn clean_file_name(name: Option<&str>) -> String {
+    let name = name
+        .unwrap_or("upload")
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("upload");
+    let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
+    if name.is_empty() {
+        "upload".into()
+    } else {
+        name
+    }
+}
+
+fn from_multipart(limit: u64) -> impl Fn(MultipartError) -> AppError {
+    move |e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge(limit)
+        } else {
+            AppError::BadRequest(format!("malformed upload: {}", e.body_text()))
+        }
+    }
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &FsPath) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, AppError> {
+    if !state.accepting() {
+        return Err(AppError::ShuttingDown);
+    }
+    let mut multipart = multipart.map_err(|e| {
+        AppError::BadRequest(format!(
+            "{}; send the archive as a multipart form field `file` (curl -F file=@02_runtime.tar.gz)",
+            e.body_text()
+        ))
+    })?;
+    let limit = state.upload_limit;
+    let to_app = from_multipart(limit);
+    let mut stored = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(&to_app)? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let file_name = clean_file_name(field.file_name());
+        let tmp = tempfile::Builder::new()
+            .prefix(".upload-")
+            .tempfile_in(state.uploads_dir())?;
+        let mut out = tokio::fs::File::from_std(tmp.as_file().try_clone()?);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(chunk) = field.chunk().await.map_err(&to_app)? {
+            size += chunk.len() as u64;
+            if size > limit {
+                // Answered before the rest is read; the partial file is deleted with `tmp`.
+                return Err(AppError::TooLarge(limit));
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk).await?;
+        }
+        out.sync_all().await?;
+        stored = Some((tmp, file_name, size, hex::encode(hasher.finalize())));
+        break;
+    }
+    let (tmp, file_name, size, sha256) = stored.ok_or_else(|| {
+        AppError::BadRequest(
+            "no file in the upload: send the archive as the form field `file` \
+             (curl -F file=@02_runtime.tar.gz)"
+                .into(),
+        )
+    })?;
+    let mut tx = write(&state.db).await?;
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO submissions (person_id, created_at, file_name, size_bytes, sha256, status) \
+         VALUES (?, ?, ?, ?, ?, 'queued') RETURNING id",
+    )
+    .bind(&caller.id)
+    .bind(now_ms())
+    .bind(&file_name)
+    .bind(i64::try_from(size).unwrap_or(i64::MAX))
+    .bind(&sha256)
+    .fetch_one(&mut *tx)
+    .await?;
+    queue::enqueue(&mut tx, id, UPLOAD_PRIORITY).await?;
+    // The file is in place and durable before the row commits; a crash in between leaves an
+    // orphan file, never a row without its file.
+    let path = state.upload_path(id);
+    tmp.persist(&path)
+        .map_err(|e| AppError::Internal(format!("cannot store {}: {e}", path.display())))?;
+    sync_dir(&state.uploads_dir())?;
+    tx.commit().await?;
+    state.wake.notify_one();
+    let position = queue::position(&state.db, id).await?;
+    let location = format!("/api/submissions/{id}");
+    let body = json!({
+        "id": id,
+        "status": "queued",
+        "position": position,
+        "sha256": sha256,
+        "size_bytes": size,
+        "urls": urls(id),
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// A submission the caller may see: their own, or any for instructors; anything else is 404 so
+/// that ids of other students' submissions reveal nothing.
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Row, AppError> {
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+    let row: Option<Row> = sqlx::query_as(select_rows!("WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?;
+    row.filter(|r| caller.is_instructor() || r.person_id == caller.id)
+        .ok_or(AppError::NotFound)
+}
+
+/// The JSON of a submission; `with_report` adds the report (as the caller may see it).
+async fn view(
+    state: &AppState,
+    caller: &Caller,
+    row: Row,
+    with_report: bool,
+) -> Result<Value, AppError> {
+    let position = if row.status == "queued" {
+        queue::position(&state.db, row.id).await?
+    } else {
+        None
+    };
+    let mut v = json!({
+        "id": row.id,
+        "created_at": row.created_at,
+        "file_name": row.file_name,
+        "size_bytes": row.size_bytes,
+        "sha256": row.sha256,
+        "status": row.status,
+        "position": position,
+        "graded_at": row.graded_at,
+        "urls": urls(row.id),
+    });
+    // An internal error is never shown as a score.
+    if row.status != "error" {
+        v["score"] = json!(row.score);
+        v["max_score"] = json!(row.max_score);
+    } else if !caller.is_instructor() {
+        v["message"] = json!(ERROR_FOR_STUDENT);
+    }
+    if caller.is_instructor() {
+        v["person"] = json!(row.person_id);
+        v["hidden_tests_version"] = json!(row.hidden_version);
+        v["error"] = json!(row.error);
+    }
+    if with_report {
+        let report = match row.report.as_deref() {
+            None => Value::Null,
+            Some(text) => {
+                let report: Report = serde_json::from_str(text).map_err(|e| {
+                    AppError::Internal(format!("stored report of submission {}: {e}", row.id))
+                })?;
+                let report = if caller.is_instructor() {
+                    report
+                } else {
+                    report.for_student()
+                };
+                serde_json::to_value(report).expect("reports serialise")
+            }
+        };
+        v["report"] = report;
+    }
+    Ok(v)
+}
+
+/// Query of `GET /api/submissions/{id}`.
+#[derive(Debug, serde::Deserialize)]
+struct ShowQuery {
+    /// `full`: the instructors' view (hidden tests named, with their output); 403 for students.
+    view: Option<String>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<ShowQuery>,
+) -> Result<Json<Value>, AppError> {
+    let row = visible(&state, &caller, &id).await?;
+    match query.view.as_deref() {
+        None | Some("student") => {}
+        Some("full") if caller.is_instructor() => {}
+        Some("full") => return Err(AppError::Forbidden),
+        Some(other) => {
+            return Err(AppError::BadRequest(format!(
+                "unknown view {other:?}: use `full` or `student`"
+            )))
+        }
+    }
+    // Instructors asking for the student view see what the student sees.
+    let as_student;
+    let caller = if query.view.as_deref() == Some("student") && caller.is_instructor() {
+        as_student = Caller {
+            role: super::auth::Role::Student,
+            ..caller
+        };
+        &as_student
+    } else {
+        &caller
+    };
+    Ok(Json(view(&state, caller, row, true).await?))
+}
+
+/// `GET /api/submissions/{id}/upload`: the uploaded file as it was stored (its owner's, or any
+/// for instructors).
+async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let row = visible(&state, &caller, &id).await?;
+    let bytes = tokio::fs::read(state.upload_path(row.id)).await?;
+    // The stored name is the client's: only safe characters go into the header.
+    let name: String = row
+        .file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, AppError> {
+    let rows: Vec<Row> = sqlx::query_as(select_rows!("WHERE person_id = ? ORDER BY id DESC"))
+        .bind(&caller.id)
+        .fetch_all(&state.db)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(view(&state, &caller, row, false).await?);
+    }
+    Ok(Json(json!({ "submissions": out })))
+}
+
+/// The submission's state now, as an update.
+async fn current(state: &AppState, id: i64) -> Result<Update, AppError> {
+    let (status, score, max_score): (String, Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT status, score, max_score FROM submissions WHERE id = ?")
+            .bind(id)
+            .fetch_one(&state.db)
+            .await?;
+    Ok(match status.as_str() {
+        "queued" => Update::Queued {
+            position: queue::position(&state.db, id).await?.unwrap_or(1),
+        },
+        "running" => Update::Checking,
+        "error" => Update::Done {
+            status,
+            score: None,
+            max_score: None,
+        },
+        _ => Update::Done {
+            status,
+            score,
+            max_score,
+        },
+    })
+}
+
+/// What one event stream has left to do.
+struct Listener {
+    state: AppState,
+    id: i64,
+    rx: tokio::sync::broadcast::Receiver<(i64, Update)>,
+    next: Option<Update>,
+    /// The last step the client saw (its `Last-Event-ID`, then what it was sent).
+    last: Option<u64>,
+    queued: bool,
+    done: bool,
+}
+
+impl Listener {
+    /// The next update of this submission, or `None` when the stream should end.
+    async fn next_update(&mut self) -> Option<Update> {
+        if let Some(u) = self.next.take() {
+            return Some(u);
+        }
+        loop {
+            match self.rx.recv().await {
+                Ok((sid, u)) if sid == self.id => return Some(u),
+                // Another job started: a waiting submission moved up.
+                Ok((_, Update::Checking)) if self.queued => {
+                    if let Ok(Some(position)) = queue::position(&self.state.db, self.id).await {
+                        return Some(Update::Queued { position });
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => return current(&self.state, self.id).await.ok(),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// `GET /api/submissions/{id}/events`: server-sent events, starting with the current state and
+/// ending after `done`. Each event's id is its [`Update::step`]; a client reconnecting with
+/// `Last-Event-ID` gets only what came after.
+async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let row = visible(&state, &caller, &id).await?;
+    // Subscribed before the state is read: nothing between the two is missed.
+    let rx = state.events.subscribe();
+    let first = current(&state, row.id).await?;
+    let listener = Listener {
+        state,
+        id: row.id,
+        rx,
+        next: Some(first),
+        last,
+        queued: false,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(listener, |mut l| async move {
+        if l.done {
+            return None;
+        }
+        let update = loop {
+            let update = l.next_update().await?;
+            if update.is_after(l.last) {
+                break update;
+            }
+        };
+        l.queued = matches!(update, Update::Queued { .. });
+        l.done = matches!(update, Update::Done { .. });
+        if !l.queued {
+            l.last = Some(update.step());
+        }
+        let data = serde_json::to_string(&update).expect("updates serialise");
+        let event = Event::default()
+            .event(update.name())
+            .id(update.step().to_string())
+            .data(data);
+        Some((Ok(event), l))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

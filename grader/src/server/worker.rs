@@ -1,0 +1,145 @@
+//! Grading workers: each claims a job, grades its stored upload through the [`Engine`] on a
+//! blocking thread (never on the async runtime), and stores the report or the internal error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest as _, Sha256};
+use tokio::sync::watch;
+
+use super::events::Update;
+use super::queue::{self, Claimed};
+use super::AppState;
+use crate::engine::{Engine, Input, Mode};
+use crate::report::Report;
+use crate::suite::HiddenTests;
+
+/// How long an idle worker waits for a wake-up before looking at the queue again (a safety net:
+/// uploads wake a worker at once).
+const IDLE_POLL: Duration = Duration::from_secs(5);
+
+/// Runs worker `name` until `stop` turns true (or its sender is dropped); a grading under way is
+/// finished first.
+pub async fn run(
+    state: AppState,
+    engine: Arc<Engine>,
+    name: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        match queue::claim(&state.db, &name).await {
+            Ok(Some(job)) => grade(&state, &engine, &name, job).await,
+            Ok(None) => {
+                tokio::select! {
+                    () = state.wake.notified() => {}
+                    // A dropped sender (the server is gone) stops the worker too.
+                    changed = stop.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(worker = %name, "cannot claim a job: {e}");
+                tokio::select! {
+                    // A dropped sender (the server is gone) stops the worker too.
+                    changed = stop.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Grades one claimed job and records the outcome.
+async fn grade(state: &AppState, engine: &Arc<Engine>, name: &str, job: Claimed) {
+    let sub = job.submission_id;
+    let outcome = attempt(state, engine, &job).await;
+    let stored = match outcome {
+        Ok((report, version)) => {
+            queue::finish(&state.db, &job, &report, &version)
+                .await
+                .map(|()| {
+                    state.events.publish(
+                        sub,
+                        Update::Done {
+                            status: queue::status_name(report.status).into(),
+                            score: Some(i64::from(report.score)),
+                            max_score: Some(i64::from(report.max_score)),
+                        },
+                    );
+                })
+        }
+        Err(error) => {
+            tracing::error!(worker = %name, submission = sub, attempt = job.attempts, "grading failed: {error}");
+            queue::fail(&state.db, &job, &error, state.retry_delay)
+                .await
+                .map(|retried| {
+                    if retried {
+                        state.wake.notify_one();
+                    } else {
+                        state.events.publish(
+                            sub,
+                            Update::Done {
+                                status: "error".into(),
+                                score: None,
+                                max_score: None,
+                            },
+                        );
+                    }
+                })
+        }
+    };
+    if let Err(e) = stored {
+        // The job stays `running` and is re-queued at the next start: nothing is lost.
+        tracing::error!(worker = %name, submission = sub, "cannot store the outcome: {e}");
+    }
+}
+
+/// Reads the stored upload, checks it against its SHA-256 and grades it; an `Err` is an internal
+/// error in words for instructors.
+async fn attempt(
+    state: &AppState,
+    engine: &Arc<Engine>,
+    job: &Claimed,
+) -> Result<(Report, String), String> {
+    let sub = job.submission_id;
+    let (file_name, sha256): (String, String) =
+        sqlx::query_as("SELECT file_name, sha256 FROM submissions WHERE id = ?")
+            .bind(sub)
+            .fetch_one(&state.db)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+    let path = state.upload_path(sub);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| format!("cannot read the stored upload {}: {e}", path.display()))?;
+    if hex::encode(Sha256::digest(&bytes)) != sha256 {
+        return Err(format!(
+            "the stored upload {} does not match its SHA-256",
+            path.display()
+        ));
+    }
+    let engine = Arc::clone(engine);
+    let events = state.events.clone();
+    tokio::task::spawn_blocking(move || {
+        // Read per grading: the version names the tests that actually ran.
+        let version = HiddenTests::open(&engine.config().hidden_tests)
+            .map_err(|e| format!("hidden tests: {e}"))?
+            .version()
+            .to_string();
+        let progress = |p: crate::engine::Progress| {
+            if let Some(update) = Update::from_progress(&p) {
+                events.publish(sub, update);
+            }
+        };
+        let input = Input::Upload {
+            file_name: &file_name,
+            bytes: &bytes,
+        };
+        let report = engine
+            .grade(input, Mode::Hidden, &progress)
+            .map_err(|e| format!("engine: {e}"))?;
+        Ok((report, version))
+    })
+    .await
+    .map_err(|e| format!("the grading thread died: {e}"))?
+}

@@ -1,0 +1,718 @@
+//! The grading server against the real thing: a real SQLite file in a temporary folder, a real
+//! listener on a free port, reqwest as the client and, for gradings, the real engine in its
+//! sandbox. Waiting is done on the server's own events or by polling with a deadline, never by
+//! sleeping.
+//!
+//! The gradings need root and bubblewrap, like `tests/engine.rs`, and the grader's data folder
+//! (`GRADER_DATA_DIR`).
+
+mod common;
+use common::{reference_archive, repo};
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use grader::engine::Engine;
+use grader::server::{self, db, queue, roster, Options, Server};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::Value;
+
+/// How long one grading may take before a test gives up (the reference grades in ~10 s alone).
+const GRADING_DEADLINE: Duration = Duration::from_secs(300);
+
+fn engine() -> Arc<Engine> {
+    static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
+    Arc::clone(ENGINE.get_or_init(|| {
+        let mut config = common::config(repo().join("hidden-tests"));
+        config.jobs = 2;
+        Arc::new(Engine::new(config).expect("engine"))
+    }))
+}
+
+/// A server on a fresh data folder with students s1, s2 and instructor t1.
+struct Fixture {
+    dir: tempfile::TempDir,
+    server: Server,
+    client: Client,
+    s1: String,
+    s2: String,
+    t1: String,
+}
+
+fn roster() -> Vec<roster::Entry> {
+    let entry = |id: &str, role| roster::Entry {
+        id: id.into(),
+        name: format!("Person {id}"),
+        email: format!("{id}@example.org"),
+        role,
+    };
+    use server::auth::Role::{Instructor, Student};
+    vec![
+        entry("s1", Student),
+        entry("s2", Student),
+        entry("t1", Instructor),
+    ]
+}
+
+fn options(dir: &std::path::Path, workers: usize, upload_limit: u64) -> Options {
+    Options {
+        data_dir: dir.to_path_buf(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        workers,
+        upload_limit,
+        drain: GRADING_DEADLINE,
+        retry_delay: Duration::ZERO,
+    }
+}
+
+impl Fixture {
+    /// Starts a server; with `engine`, one worker grades.
+    async fn start(engine: Option<Arc<Engine>>, upload_limit: u64) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = db::open(dir.path()).await.unwrap();
+        let tokens = roster::import(&pool, &roster()).await.unwrap();
+        pool.close().await;
+        let token = |id: &str| {
+            tokens
+                .iter()
+                .find(|(who, _)| who == id)
+                .map(|(_, t)| t.clone())
+                .unwrap()
+        };
+        let server = server::start(options(dir.path(), 1, upload_limit), engine)
+            .await
+            .unwrap();
+        Fixture {
+            s1: token("s1"),
+            s2: token("s2"),
+            t1: token("t1"),
+            dir,
+            server,
+            client: Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.addr())
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn upload(&self, token: &str, bytes: Vec<u8>) -> Response {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name("02_runtime.tar.gz");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.client
+            .post(self.url("/api/submissions"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn json(response: Response) -> Value {
+    response.json().await.unwrap()
+}
+
+#[track_caller]
+fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+/// A submission's server-sent events, read one at a time.
+struct Events {
+    response: Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(f: &Fixture, id: i64, token: &str) -> Events {
+        Events::resume(f, id, token, None).await
+    }
+
+    /// Opens the stream as a client reconnecting after event `last_id` would.
+    async fn resume(f: &Fixture, id: i64, token: &str, last_id: Option<&str>) -> Events {
+        let mut request = f
+            .client
+            .get(f.url(&format!("/api/submissions/{id}/events")))
+            .bearer_auth(token);
+        if let Some(last) = last_id {
+            request = request.header("Last-Event-ID", last);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        Events {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's name and data; `None` when the stream ended.
+    async fn next(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = None;
+                let mut data = None;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        name = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = Some(serde_json::from_str(v).unwrap());
+                    }
+                }
+                match (name, data) {
+                    (Some(n), Some(d)) => return Some((n, d)),
+                    _ => continue, // a keep-alive comment
+                }
+            }
+            let chunk = self.response.chunk().await.unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Reads events until one named `name`, returning the names seen before it and its data.
+    async fn until(&mut self, name: &str) -> (Vec<String>, Value) {
+        let mut seen = Vec::new();
+        let wait = async {
+            while let Some((n, data)) = self.next().await {
+                if n == name {
+                    return data;
+                }
+                seen.push(n);
+            }
+            panic!("the event stream ended before `{name}`");
+        };
+        let data = tokio::time::timeout(GRADING_DEADLINE, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no `{name}` event within {GRADING_DEADLINE:?}"));
+        (seen, data)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_bad_or_revoked_tokens_answer_401_with_a_json_error() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let bare = f
+        .client
+        .get(f.url("/api/submissions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(bare.headers()["www-authenticate"], "Bearer");
+    assert_error(&json(bare).await, "unauthorized");
+    let bad = f.get("/api/submissions", "rg_not-a-token").await;
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    assert_error(&json(bad).await, "unauthorized");
+    // An upload without credentials is refused before its body is read.
+    let anonymous = f.upload("", reference_archive()).await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    assert_eq!(
+        f.get("/api/submissions", &f.s1).await.status(),
+        StatusCode::OK
+    );
+    let pool = db::open(f.dir.path()).await.unwrap();
+    let new = roster::new_token(&pool, "s1").await.unwrap();
+    assert!(new.starts_with("rg_") && new.len() > 60, "{new}");
+    let old = f.get("/api/submissions", &f.s1).await;
+    assert_eq!(
+        old.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old token was revoked"
+    );
+    assert_eq!(
+        f.get("/api/submissions", &new).await.status(),
+        StatusCode::OK
+    );
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT sha256 FROM tokens")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(stored
+        .iter()
+        .all(|(h,)| h.len() == 64 && !h.starts_with("rg_")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_student_sees_only_their_own_submissions_and_instructors_see_all() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let archive = reference_archive();
+    let accepted = f.upload(&f.s1, archive.clone()).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let body = json(accepted).await;
+    let id = body["id"].as_i64().unwrap();
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["position"], 1);
+    assert_eq!(
+        body["urls"]["events"],
+        format!("/api/submissions/{id}/events")
+    );
+    // Stored durably before the 202: the file is there, with the recorded SHA-256.
+    let stored = std::fs::read(f.server.state().upload_path(id)).unwrap();
+    assert_eq!(stored, archive);
+    use sha2::Digest as _;
+    assert_eq!(body["sha256"], hex::encode(sha2::Sha256::digest(&archive)));
+
+    let path = format!("/api/submissions/{id}");
+    let own = f.get(&path, &f.s1).await;
+    assert_eq!(own.status(), StatusCode::OK);
+    let own = json(own).await;
+    assert_eq!(own["status"], "queued");
+    assert!(
+        own.get("person").is_none(),
+        "students get the student view: {own}"
+    );
+    for other in [path.clone(), format!("{path}/events")] {
+        let r = f.get(&other, &f.s2).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{other}");
+        assert_error(&json(r).await, "not_found");
+    }
+    assert_eq!(
+        f.get("/api/submissions/999", &f.s1).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let mine = json(f.get("/api/submissions", &f.s2).await).await;
+    assert_eq!(mine["submissions"].as_array().unwrap().len(), 0);
+    let mine = json(f.get("/api/submissions", &f.s1).await).await;
+    assert_eq!(mine["submissions"][0]["id"], id);
+    let full = json(f.get(&path, &f.t1).await).await;
+    assert_eq!(full["person"], "s1");
+    // The code itself: its owner and instructors only.
+    let upload = format!("{path}/upload");
+    for token in [&f.s1, &f.t1] {
+        let r = f.get(&upload, token).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), archive.as_slice());
+    }
+    assert_eq!(f.get(&upload, &f.s2).await.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_over_the_limit_answers_413_and_stores_nothing() {
+    let limit = 64 * 1024;
+    let f = Fixture::start(None, limit).await;
+    let too_big = f.upload(&f.s1, vec![7u8; 4 * limit as usize]).await;
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&json(too_big).await, "payload_too_large");
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM submissions")
+        .fetch_one(&f.server.state().db)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+    let left = std::fs::read_dir(f.server.state().uploads_dir())
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "the partial upload was deleted");
+    // Just under the limit is taken.
+    let fits = f.upload(&f.s1, vec![7u8; limit as usize]).await;
+    assert_eq!(fits.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_left_running_by_a_crash_is_requeued_at_start() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let id = json(f.upload(&f.s1, reference_archive()).await).await["id"]
+        .as_i64()
+        .unwrap();
+    f.server.shutdown().await;
+    // A worker claims the job, then the process dies before it stores anything.
+    let pool = db::open(f.dir.path()).await.unwrap();
+    let claimed = queue::claim(&pool, "crashed-worker")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.submission_id, id);
+    pool.close().await;
+
+    let server = server::start(options(f.dir.path(), 1, 1 << 20), None)
+        .await
+        .unwrap();
+    let body: Value = f
+        .client
+        .get(format!("http://{}/api/submissions/{id}", server.addr()))
+        .bearer_auth(&f.s1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "queued", "{body}");
+    assert_eq!(body["position"], 1, "{body}");
+    let (state, worker): (String, Option<String>) =
+        sqlx::query_as("SELECT state, worker FROM jobs WHERE submission_id = ?")
+            .bind(id)
+            .fetch_one(&server.state().db)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), worker), ("queued", None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_is_graded_to_full_marks_with_live_progress() {
+    let engine = tokio::task::spawn_blocking(engine).await.unwrap();
+    let version = grader::suite::HiddenTests::open(&repo().join("hidden-tests"))
+        .unwrap()
+        .version()
+        .to_string();
+    let f = Fixture::start(Some(engine), 1 << 20).await;
+    let accepted = f.upload(&f.s1, reference_archive()).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let id = json(accepted).await["id"].as_i64().unwrap();
+    let mut events = Events::open(&f, id, &f.s1).await;
+    // A client that already saw step 2 (building) resumes after it.
+    let mut resumed = Events::resume(&f, id, &f.s1, Some("2")).await;
+    let (seen, done) = events.until("done").await;
+    assert_eq!(done["status"], "graded", "{done}");
+    assert_eq!(
+        (done["score"].as_i64(), done["max_score"].as_i64()),
+        (Some(100), Some(100))
+    );
+    assert!(seen.iter().any(|e| e == "building"), "{seen:?}");
+    assert!(seen.iter().any(|e| e == "testing"), "{seen:?}");
+    assert_eq!(events.next().await, None, "the stream ends after `done`");
+    let (seen_resumed, done_resumed) = resumed.until("done").await;
+    assert_eq!(done_resumed, done);
+    assert!(
+        seen_resumed.iter().all(|e| e == "queued" || e == "testing"),
+        "nothing up to Last-Event-ID is sent again: {seen_resumed:?}"
+    );
+    assert!(
+        seen_resumed.iter().any(|e| e == "testing"),
+        "{seen_resumed:?}"
+    );
+
+    let path = format!("/api/submissions/{id}");
+    let student = json(f.get(&path, &f.s1).await).await;
+    assert_eq!(
+        (student["status"].as_str(), student["score"].as_i64()),
+        (Some("graded"), Some(100))
+    );
+    let tests = student["report"]["tests"].as_array().unwrap();
+    assert!(!tests.is_empty());
+    assert!(
+        tests.iter().all(|t| t["visible"] == true || t["name"].as_str().unwrap().starts_with("hidden test")),
+        "hidden tests are unnamed for students"
+    );
+    assert!(student.get("hidden_tests_version").is_none());
+    let refused = f.get(&format!("{path}?view=full"), &f.s1).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::FORBIDDEN,
+        "hidden output is for instructors"
+    );
+    assert_error(&json(refused).await, "forbidden");
+    let as_student = json(f.get(&format!("{path}?view=student"), &f.t1).await).await;
+    assert_eq!(as_student["report"], student["report"]);
+    let full = json(f.get(&format!("{path}?view=full"), &f.t1).await).await;
+    assert_ne!(full["report"], student["report"]);
+    assert_eq!(full["hidden_tests_version"], version.as_str());
+    assert_eq!(full["report"]["score"], 100);
+    let book = json(f.get("/api/gradebook", &f.t1).await).await;
+    let s1 = &book["students"][0];
+    assert_eq!(
+        (
+            s1["id"].as_str(),
+            s1["latest_score"].as_i64(),
+            s1["best_score"].as_i64()
+        ),
+        (Some("s1"), Some(100), Some(100)),
+        "{book}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_refuses_uploads_with_503_and_lets_the_running_grading_finish() {
+    let engine = tokio::task::spawn_blocking(engine).await.unwrap();
+    let f = Fixture::start(Some(engine), 1 << 20).await;
+    let id = json(f.upload(&f.s1, reference_archive()).await).await["id"]
+        .as_i64()
+        .unwrap();
+    let mut events = Events::open(&f, id, &f.s1).await;
+    events.until("building").await;
+    let Fixture {
+        server,
+        client,
+        s1,
+        dir,
+        ..
+    } = f;
+    let url = format!("http://{}/api/submissions", server.addr());
+    let stopping = tokio::spawn(server.shutdown());
+    // Uploads are refused from the moment shutdown begins; poll until it has.
+    let refused = tokio::time::timeout(GRADING_DEADLINE, async {
+        loop {
+            let part = reqwest::multipart::Part::bytes(reference_archive()).file_name("a.tar.gz");
+            let r = client
+                .post(&url)
+                .bearer_auth(&s1)
+                .multipart(reqwest::multipart::Form::new().part("file", part))
+                .send()
+                .await
+                .unwrap();
+            if r.status() != StatusCode::ACCEPTED {
+                return r;
+            }
+        }
+    })
+    .await
+    .expect("uploads refused");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_error(&json(refused).await, "unavailable");
+    assert!(
+        stopping.await.unwrap(),
+        "the running grading finished within the drain time"
+    );
+    let pool = db::open(dir.path()).await.unwrap();
+    let (status, score): (String, Option<i64>) =
+        sqlx::query_as("SELECT status, score FROM submissions WHERE id = ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), score), ("graded", Some(100)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_internal_error_is_retried_twice_then_shown_as_an_error_never_as_a_zero() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let id = json(f.upload(&f.s1, reference_archive()).await).await["id"]
+        .as_i64()
+        .unwrap();
+    f.server.shutdown().await;
+    // The stored upload vanishes (a disk problem): every attempt fails inside the grader.
+    let stored = f.dir.path().join("uploads").join(format!("{id}.upload"));
+    std::fs::remove_file(&stored).unwrap();
+    let engine = tokio::task::spawn_blocking(engine).await.unwrap();
+    let server = server::start(options(f.dir.path(), 1, 1 << 20), Some(engine))
+        .await
+        .unwrap();
+    let g = Fixture { server, ..f };
+    let mut events = Events::open(&g, id, &g.s1).await;
+    let (_, done) = events.until("done").await;
+    assert_eq!(done["status"], "error", "{done}");
+    assert_eq!(done["score"], Value::Null);
+    let (attempts, state): (i64, String) =
+        sqlx::query_as("SELECT attempts, state FROM jobs WHERE submission_id = ?")
+            .bind(id)
+            .fetch_one(&g.server.state().db)
+            .await
+            .unwrap();
+    assert_eq!((attempts, state.as_str()), (queue::MAX_ATTEMPTS, "error"));
+    let path = format!("/api/submissions/{id}");
+    let student = json(g.get(&path, &g.s1).await).await;
+    assert_eq!(student["status"], "error");
+    assert!(
+        student.get("score").is_none(),
+        "no score for an error: {student}"
+    );
+    assert!(student["message"]
+        .as_str()
+        .unwrap()
+        .contains("not your score"));
+    let full = json(g.get(&path, &g.t1).await).await;
+    assert!(
+        full["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read the stored upload"),
+        "{full}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_positions_follow_upload_order_and_move_up_when_a_job_starts() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let mut ids = Vec::new();
+    for (n, token) in [&f.s1, &f.s2, &f.s1].into_iter().enumerate() {
+        let body = json(f.upload(token, reference_archive()).await).await;
+        assert_eq!(body["position"], n as i64 + 1, "{body}");
+        ids.push(body["id"].as_i64().unwrap());
+    }
+    let claimed = queue::claim(&f.server.state().db, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        claimed.submission_id, ids[0],
+        "the oldest upload goes first"
+    );
+    let first = json(f.get(&format!("/api/submissions/{}", ids[0]), &f.s1).await).await;
+    assert_eq!(
+        (first["status"].as_str(), &first["position"]),
+        (Some("running"), &Value::Null)
+    );
+    let second = json(f.get(&format!("/api/submissions/{}", ids[1]), &f.s2).await).await;
+    assert_eq!(second["position"], 1);
+    let third = json(f.get(&format!("/api/submissions/{}", ids[2]), &f.s1).await).await;
+    assert_eq!(third["position"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_claims_hand_each_job_to_exactly_one_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = db::open(dir.path()).await.unwrap();
+    roster::import(&pool, &roster()).await.unwrap();
+    const JOBS: i64 = 40;
+    for n in 0..JOBS {
+        let mut tx = pool.begin().await.unwrap();
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO submissions (person_id, created_at, file_name, size_bytes, sha256, status) \
+             VALUES ('s1', ?, 'a.tar.gz', 1, 'x', 'queued') RETURNING id",
+        )
+        .bind(n)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        queue::enqueue(&mut tx, id, queue::UPLOAD_PRIORITY)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let claimers: Vec<_> = (0..8)
+        .map(|w| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(job) = queue::claim(&pool, &format!("w{w}")).await.unwrap() {
+                    mine.push(job.id);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in claimers {
+        all.extend(c.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=JOBS).collect::<Vec<_>>(), "each job claimed once");
+    let (running,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state = 'running'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(running, JOBS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_the_intake_refuses_is_stored_as_a_rejected_report() {
+    let engine = tokio::task::spawn_blocking(engine).await.unwrap();
+    let f = Fixture::start(Some(engine), 1 << 20).await;
+    let id = json(
+        f.upload(&f.s1, b"this is not a gzip archive".to_vec())
+            .await,
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let (_, done) = Events::open(&f, id, &f.s1).await.until("done").await;
+    assert_eq!(done["status"], "rejected", "{done}");
+    let student = json(f.get(&format!("/api/submissions/{id}"), &f.s1).await).await;
+    assert_eq!(student["status"], "rejected");
+    assert_eq!(student["score"], 0);
+    assert!(
+        student["report"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "the student is told why: {student}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_job_waits_out_its_backoff_before_it_is_claimed_again() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let db = &f.server.state().db;
+    let id = json(f.upload(&f.s1, reference_archive()).await).await["id"]
+        .as_i64()
+        .unwrap();
+    let job = queue::claim(db, "w").await.unwrap().unwrap();
+    let retried = queue::fail(db, &job, "sandbox: out of pids", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(retried);
+    assert!(
+        queue::claim(db, "w").await.unwrap().is_none(),
+        "not before its backoff"
+    );
+    let body = json(f.get(&format!("/api/submissions/{id}"), &f.s1).await).await;
+    assert_eq!(body["status"], "queued", "a retry waits as queued: {body}");
+    sqlx::query("UPDATE jobs SET run_after = 0")
+        .execute(db)
+        .await
+        .unwrap();
+    let again = queue::claim(db, "w").await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (job.id, 2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_concurrent_uploads_are_all_accepted_stored_and_queued_once() {
+    let f = Arc::new(Fixture::start(None, 1 << 20).await);
+    let uploads: Vec<_> = (0..50u8)
+        .map(|n| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move {
+                let token = if n % 2 == 0 { &f.s1 } else { &f.s2 };
+                let bytes = vec![n; 1000 + usize::from(n)];
+                let r = f.upload(token, bytes.clone()).await;
+                assert_eq!(r.status(), StatusCode::ACCEPTED);
+                (json(r).await["id"].as_i64().unwrap(), bytes)
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for u in uploads {
+        let (id, bytes) = u.await.unwrap();
+        assert_eq!(
+            std::fs::read(f.server.state().upload_path(id)).unwrap(),
+            bytes
+        );
+        ids.push(id);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 50);
+    let (jobs,): (i64,) =
+        sqlx::query_as("SELECT COUNT(DISTINCT submission_id) FROM jobs WHERE state = 'queued'")
+            .fetch_one(&f.server.state().db)
+            .await
+            .unwrap();
+    assert_eq!(jobs, 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_instructors_read_the_gradebook() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let id = json(f.upload(&f.s2, reference_archive()).await).await["id"]
+        .as_i64()
+        .unwrap();
+    let refused = f.get("/api/gradebook", &f.s1).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_error(&json(refused).await, "forbidden");
+    let book = f.get("/api/gradebook", &f.t1).await;
+    assert_eq!(book.status(), StatusCode::OK);
+    let book = json(book).await;
+    let students = book["students"].as_array().unwrap();
+    let ids: Vec<&str> = students.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["s1", "s2"], "students only, in id order");
+    assert_eq!(students[0]["submissions"], 0);
+    assert_eq!(students[1]["submissions"], 1);
+    assert_eq!(students[1]["latest_id"], id);
+    assert_eq!(students[1]["latest_status"], "queued");
+    assert_eq!(students[1]["best_score"], Value::Null);
+}
