@@ -7,7 +7,7 @@
 //! (`GRADER_DATA_DIR`), like the engine's tests.
 
 mod common;
-use common::repo;
+use common::{data_dir_sharing_the_caches, repo};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -141,16 +141,6 @@ fn hidden_tests_that_disagree_with_their_rubric_stop_setup_and_the_engine() {
         .err()
         .expect("the engine refuses to start");
     assert!(err.to_string().contains(expected), "{err}");
-}
-
-/// A data folder of its own whose prepared parts are the shared folder's (symbolic links), so that
-/// `setup` is quick and records into this folder only.
-fn data_dir_sharing_the_caches() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for part in ["toolchain", "vendor", "warm-target"] {
-        std::os::unix::fs::symlink(common::data_dir().join(part), dir.path().join(part)).unwrap();
-    }
-    dir
 }
 
 #[test]
