@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use grader::assembly::{self, Suite};
+use grader::engine::assembly::{self, Suite};
 use grader::engine::{Config, Engine, Input, Mode};
 
 fn repo() -> PathBuf {
@@ -65,7 +65,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(5);
     let src = tempfile::tempdir().unwrap();
-    grader::solutions::copy_sources(
+    grader::cli::solutions::copy_sources(
         &repo().join("solutions/reference/src"),
         &src.path().join("src"),
     )
@@ -128,7 +128,7 @@ fn main() {
         assert_eq!(report.score, 100);
         // Each baseline run starts from a copy of the warm folder, as each grading does.
         let target = base.path().join(format!("target-{i}"));
-        grader::cache::copy_tree(&warm, &target).unwrap();
+        grader::engine::cache::copy_tree(&warm, &target).unwrap();
         std::fs::remove_dir_all(ws.join("runtime/src")).ok();
         baseline_workspace(&ws, &files, &cold_dir.path().join("vendor"));
         plain.push(cargo_test(&ws, &target));

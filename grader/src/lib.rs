@@ -1,21 +1,11 @@
 //! runtime-grader: grades students' `02_runtime` async-runtime crates in a sandbox.
 //!
-//! Data flows one way: upload -> [`archive`] (validated submission) -> [`policy`] (static checks)
-//! -> [`sandbox`]ed build and test runs ([`engine`]) -> [`report`].
+//! The modules are grouped by layer, and data flows one way through them: upload ->
+//! [`engine`] (archive -> policy -> assembly -> sandboxed build -> one process per test -> rubric ->
+//! report) -> [`server`] (database, queue, workers, web API, live events). [`cli`] is the `grader`
+//! command on top of both. Lower layers never import higher ones: the engine knows nothing of the
+//! server or the command line.
 
-pub mod archive;
-pub mod assembly;
-pub mod build;
-pub mod cache;
 pub mod cli;
 pub mod engine;
-pub mod job;
-pub mod policy;
-pub mod report;
-pub mod rubric;
-pub mod runner;
-pub mod sandbox;
 pub mod server;
-pub mod solutions;
-pub mod suite;
-pub mod validate;

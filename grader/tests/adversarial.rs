@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use grader::assembly::RUNTIME_TOML;
+use grader::engine::assembly::RUNTIME_TOML;
+use grader::engine::report::Status;
 use grader::engine::{Engine, Input, Mode};
-use grader::report::Status;
 
 fn crate_with_lib(lib: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

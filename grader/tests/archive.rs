@@ -1,4 +1,4 @@
-//! Adversarial tests of intake (`grader::archive`): hostile archives and directories are built here,
+//! Adversarial tests of intake (`grader::engine::archive`): hostile archives and directories are built here,
 //! in memory or in temp dirs, and every test checks the safe outcome (the exact refusal, or exactly
 //! the expected kept files) and that nothing was written outside the test's temp dir.
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use grader::archive::{
+use grader::engine::archive::{
     from_bytes, from_path, IntakeError, Limits, Submission, MAX_DEPTH, MAX_ENTRIES, MAX_NAME_BYTES,
     MAX_PATH_BYTES,
 };

@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::Path;
 
-use grader::cache::{self, DataDir};
+use grader::engine::cache::{self, DataDir};
 
 /// A target folder laid out as a warm-up build leaves it.
 fn built_target(root: &Path, marker: &str) -> std::path::PathBuf {

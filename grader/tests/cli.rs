@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use grader::cli::render_text;
-use grader::report::{Diagnostic, IgnoredFile, Outcome, Report, Status, TestResult};
+use grader::engine::report::{Diagnostic, IgnoredFile, Outcome, Report, Status, TestResult};
 
 /// The grader on the shared data folder, its hidden tests given by `hidden` (none: unset).
 fn grader(data_dir: &Path, hidden: Option<&Path>, args: &[&str]) -> Output {
@@ -118,8 +118,8 @@ fn hidden_tests_that_are_missing_or_no_package_stop_every_command() {
 fn hidden_tests_with_an_unscored_test() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let from = hidden_tests();
-    grader::solutions::copy_sources(&from.join("src"), &dir.path().join("src")).unwrap();
-    grader::solutions::copy_sources(&from.join("tests"), &dir.path().join("tests")).unwrap();
+    grader::cli::solutions::copy_sources(&from.join("src"), &dir.path().join("src")).unwrap();
+    grader::cli::solutions::copy_sources(&from.join("tests"), &dir.path().join("tests")).unwrap();
     for f in ["Cargo.toml", "rubric.toml"] {
         std::fs::copy(from.join(f), dir.path().join(f)).unwrap();
     }
@@ -149,8 +149,11 @@ fn setup_records_the_hidden_tests_and_later_runs_say_which_are_in_use() {
     let out = grader(data.path(), Some(&hidden_tests()), &["setup"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let absolute = std::fs::canonicalize(hidden_tests()).unwrap();
-    assert_eq!(grader::suite::recorded(data.path()), Some(absolute.clone()));
-    let version = grader::suite::HiddenTests::open(&absolute)
+    assert_eq!(
+        grader::engine::suite::recorded(data.path()),
+        Some(absolute.clone())
+    );
+    let version = grader::engine::suite::HiddenTests::open(&absolute)
         .unwrap()
         .version()
         .to_string();
@@ -179,7 +182,9 @@ fn check_scores_a_refused_submission_out_of_the_public_tests() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report.status, Status::Rejected);
-    let public: u32 = grader::suite::public_max_by_category().values().sum();
+    let public: u32 = grader::engine::suite::public_max_by_category()
+        .values()
+        .sum();
     assert!(public > 0);
     assert_eq!((report.score, report.max_score), (0, public));
     assert_eq!(report.categories.len(), 3, "{:?}", report.categories);

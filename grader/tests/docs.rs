@@ -7,8 +7,8 @@ use common::repo;
 
 use std::path::{Path, PathBuf};
 
-use grader::rubric::ROBUSTNESS;
-use grader::suite::{public_max_by_category, HiddenTests};
+use grader::engine::rubric::ROBUSTNESS;
+use grader::engine::suite::{public_max_by_category, HiddenTests};
 
 /// The documents a fresh clone's reader follows.
 fn documents() -> Vec<PathBuf> {

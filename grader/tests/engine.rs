@@ -12,9 +12,9 @@ use common::repo;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use grader::engine::report::{Outcome, Report, Status};
+use grader::engine::runner::RunnerError;
 use grader::engine::{Engine, EngineError, Input, Mode, Progress};
-use grader::report::{Outcome, Report, Status};
-use grader::runner::RunnerError;
 
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -24,7 +24,7 @@ fn engine() -> &'static Engine {
 /// A copy of the reference's sources with `edit` applied to one file.
 fn reference_with(file: &str, edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    grader::solutions::copy_sources(
+    grader::cli::solutions::copy_sources(
         &repo().join("solutions/reference/src"),
         &dir.path().join("src"),
     )
@@ -187,7 +187,7 @@ fn the_students_view_numbers_hidden_tests_and_drops_their_output() {
 fn outcome_suite() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     // The real harness, so that its hang exit is read by the real runner.
-    grader::solutions::copy_sources(&repo().join("hidden-tests/src"), &dir.path().join("src"))
+    grader::cli::solutions::copy_sources(&repo().join("hidden-tests/src"), &dir.path().join("src"))
         .unwrap();
     std::fs::create_dir_all(dir.path().join("tests")).unwrap();
     std::fs::write(

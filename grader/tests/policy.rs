@@ -1,11 +1,11 @@
-//! Adversarial tests of the static policy (`grader::policy`): one case per rule, the tricky
+//! Adversarial tests of the static policy (`grader::engine::policy`): one case per rule, the tricky
 //! spellings that try to slip past it, and real code that must pass untouched. The policy works on
 //! strings in memory only, so there is nothing on disk to check here.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use grader::policy::{check, refusal_message, Violation};
+use grader::engine::policy::{check, refusal_message, Violation};
 
 fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

@@ -5,7 +5,7 @@
 mod common;
 use common::repo;
 
-use grader::suite::{HiddenTests, HiddenTestsError};
+use grader::engine::suite::{HiddenTests, HiddenTestsError};
 
 fn hidden() -> HiddenTests {
     HiddenTests::open(&repo().join("hidden-tests")).unwrap_or_else(|e| panic!("{e}"))
@@ -32,7 +32,7 @@ fn every_hidden_test_has_one_entry_and_every_entry_a_test() {
 fn robustness_categories_have_four_tests_each_and_hints_teach() {
     let hidden = hidden();
     let rubric = hidden.rubric();
-    for category in grader::rubric::ROBUSTNESS {
+    for category in grader::engine::rubric::ROBUSTNESS {
         let n = rubric.tests().filter(|e| e.category == category).count();
         assert!(n >= 4, "{category} has {n} tests, fewer than 4");
     }
@@ -50,8 +50,8 @@ fn robustness_categories_have_four_tests_each_and_hints_teach() {
 fn edited_copy(file: &str, edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let from = repo().join("hidden-tests");
-    grader::solutions::copy_sources(&from.join("src"), &dir.path().join("src")).unwrap();
-    grader::solutions::copy_sources(&from.join("tests"), &dir.path().join("tests")).unwrap();
+    grader::cli::solutions::copy_sources(&from.join("src"), &dir.path().join("src")).unwrap();
+    grader::cli::solutions::copy_sources(&from.join("tests"), &dir.path().join("tests")).unwrap();
     for f in ["Cargo.toml", "rubric.toml"] {
         std::fs::copy(from.join(f), dir.path().join(f)).unwrap();
     }

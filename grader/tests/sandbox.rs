@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use grader::sandbox::{
+use grader::engine::sandbox::{
     CgroupMode, ExitStatusKind, Identity, JobDir, LimitKind, Limits, Mechanism, RunResult, Sandbox,
     SandboxCommand, SandboxError, SandboxOptions, Toolchain,
 };
@@ -917,8 +917,8 @@ fn vendoring_ignores_the_folder_the_grader_is_started_in() {
     }
     let root = PathBuf::from(std::env::var_os("GRADER_TEST_ROOT").unwrap());
     std::env::set_current_dir(root.join("student")).unwrap();
-    let data = grader::cache::DataDir::open(&root.join("data")).unwrap();
-    let vendored = grader::cache::vendor(&data, "test-key");
+    let data = grader::engine::cache::DataDir::open(&root.join("data")).unwrap();
+    let vendored = grader::engine::cache::vendor(&data, "test-key");
     assert!(
         !root.join("hijacked").exists(),
         "the student's toolchain ran: {vendored:?}"

@@ -367,7 +367,7 @@ async fn a_job_left_running_by_a_crash_is_requeued_at_start() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_is_graded_to_full_marks_with_live_progress() {
     let engine = tokio::task::spawn_blocking(engine).await.unwrap();
-    let version = grader::suite::HiddenTests::open(&repo().join("hidden-tests"))
+    let version = grader::engine::suite::HiddenTests::open(&repo().join("hidden-tests"))
         .unwrap()
         .version()
         .to_string();

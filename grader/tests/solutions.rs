@@ -9,8 +9,8 @@ use common::repo;
 use std::path::Path;
 use std::process::Command;
 
-use grader::assembly::{PUBLIC_TESTS, RUNTIME_TOML};
-use grader::solutions::{discover, Expect, Solution};
+use grader::cli::solutions::{discover, Expect, Solution};
+use grader::engine::assembly::{PUBLIC_TESTS, RUNTIME_TOML};
 
 /// Materialises `solution` as a standalone crate with the public tests injected.
 fn crate_of(solution: &Solution) -> tempfile::TempDir {

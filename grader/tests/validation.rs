@@ -5,8 +5,8 @@
 mod common;
 use common::repo;
 
+use grader::cli::validate;
 use grader::engine::Engine;
-use grader::validate;
 
 #[test]
 fn every_solution_gets_what_it_must() {

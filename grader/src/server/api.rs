@@ -23,7 +23,7 @@ use super::error::AppError;
 use super::events::Update;
 use super::queue::{self, UPLOAD_PRIORITY};
 use super::AppState;
-use crate::report::Report;
+use crate::engine::report::Report;
 
 /// The API's routes.
 pub fn router() -> Router<AppState> {

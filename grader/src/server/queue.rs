@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::{SqliteConnection, SqlitePool};
 
 use super::db::{now_ms, write};
-use crate::report::{Report, Status};
+use crate::engine::report::{Report, Status};
 
 /// Claims of one job before an internal error is final: the first try and two retries.
 pub const MAX_ATTEMPTS: i64 = 3;

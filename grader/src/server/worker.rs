@@ -10,9 +10,9 @@ use tokio::sync::watch;
 use super::events::Update;
 use super::queue::{self, Claimed};
 use super::AppState;
+use crate::engine::report::Report;
+use crate::engine::suite::HiddenTests;
 use crate::engine::{Engine, Input, Mode};
-use crate::report::Report;
-use crate::suite::HiddenTests;
 
 /// How long an idle worker waits for a wake-up before looking at the queue again (a safety net:
 /// uploads wake a worker at once).

@@ -9,11 +9,13 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::assembly::{self, Suite, VENDOR_MOUNT};
-use crate::cache::{self, DataDir};
-use crate::job::{self, WARM_MOUNT, WORK_MOUNT};
-use crate::report::Diagnostic;
-use crate::sandbox::{JobDir, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError};
+use crate::engine::assembly::{self, Suite, VENDOR_MOUNT};
+use crate::engine::cache::{self, DataDir};
+use crate::engine::job::{self, WARM_MOUNT, WORK_MOUNT};
+use crate::engine::report::Diagnostic;
+use crate::engine::sandbox::{
+    JobDir, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError,
+};
 
 /// Why the build phase could not do its work (never the submission's fault).
 #[derive(Debug, thiserror::Error)]
@@ -521,7 +523,7 @@ mod tests {
 
     /// The hidden tests' own API file, where the spec's wording lives.
     fn spec() -> Spec {
-        Spec::parse(include_str!("../../hidden-tests/src/api.rs"))
+        Spec::parse(include_str!("../../../hidden-tests/src/api.rs"))
     }
 
     fn explain(file: &str, line: u32, snippet: &str, source_line: &str) -> String {
@@ -557,7 +559,7 @@ mod tests {
 
     #[test]
     fn an_error_in_the_api_file_gets_the_comment_above_its_line() {
-        let api = include_str!("../../hidden-tests/src/api.rs");
+        let api = include_str!("../../../hidden-tests/src/api.rs");
         let spec = spec();
         assert!(spec.by_line.len() >= 40, "{:#?}", spec.by_line);
         let line = api

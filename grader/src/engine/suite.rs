@@ -11,8 +11,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::assembly::{HIDDEN_TOML, PUBLIC_TESTS};
-use crate::rubric::{Rubric, RubricError};
+use crate::engine::assembly::{HIDDEN_TOML, PUBLIC_TESTS};
+use crate::engine::rubric::{Rubric, RubricError};
 
 /// The file in the data folder where `grader setup --hidden-tests DIR` records `DIR`.
 pub const RECORD_FILE: &str = "hidden-tests.path";

@@ -89,7 +89,7 @@ pub fn refusal_message(violations: &[Violation]) -> String {
     }
 }
 
-/// Checks every `.rs` file of a submission (paths as in [`crate::archive::Submission::files`]) and
+/// Checks every `.rs` file of a submission (paths as in [`crate::engine::archive::Submission::files`]) and
 /// returns the violations sorted by file and position; empty means accepted.
 ///
 /// # Panics

@@ -139,7 +139,7 @@ pub fn discover(root: &Path) -> Result<Vec<Solution>, SolutionError> {
                 path: toml_path.clone(),
                 message: e.to_string(),
             })?;
-            if !crate::rubric::CATEGORIES.contains(&v.category.as_str()) {
+            if !crate::engine::rubric::CATEGORIES.contains(&v.category.as_str()) {
                 return Err(SolutionError::Variant {
                     path: toml_path,
                     message: format!("unknown category `{}`", v.category),
@@ -173,9 +173,9 @@ impl Solution {
 }
 
 /// Copies every `.rs` file below `from` into the same relative place below `to` (see
-/// [`crate::assembly::copy_sources`]).
+/// [`crate::engine::assembly::copy_sources`]).
 pub fn copy_sources(from: &Path, to: &Path) -> Result<(), SolutionError> {
-    crate::assembly::copy_sources(from, to).map_err(io_err(from))
+    crate::engine::assembly::copy_sources(from, to).map_err(io_err(from))
 }
 
 /// Applies a multi-file unified diff (paths `a/…`, `b/…`) to the crate at `dir`, refusing any path

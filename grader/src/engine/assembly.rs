@@ -15,27 +15,27 @@ use std::io;
 use std::path::Path;
 
 /// The workspace manifest of every job.
-pub const WORKSPACE_TOML: &str = include_str!("../assembly/Cargo.toml");
+pub const WORKSPACE_TOML: &str = include_str!("../../assembly/Cargo.toml");
 /// The lockfile of every job: builds run with `--locked`.
-pub const WORKSPACE_LOCK: &str = include_str!("../assembly/Cargo.lock");
+pub const WORKSPACE_LOCK: &str = include_str!("../../assembly/Cargo.lock");
 /// The manifest forced on every submission (the template's own).
-pub const RUNTIME_TOML: &str = include_str!("../../exercise-template/Cargo.toml");
+pub const RUNTIME_TOML: &str = include_str!("../../../exercise-template/Cargo.toml");
 /// The manifest of the hidden-tests package.
-pub const HIDDEN_TOML: &str = include_str!("../../hidden-tests/Cargo.toml");
+pub const HIDDEN_TOML: &str = include_str!("../../../hidden-tests/Cargo.toml");
 
 /// The public tests of the template, injected for `grader check` (path in the crate, contents).
 pub const PUBLIC_TESTS: [(&str, &str); 3] = [
     (
         "src/custom_future/tests.rs",
-        include_str!("../../exercise-template/src/custom_future/tests.rs"),
+        include_str!("../../../exercise-template/src/custom_future/tests.rs"),
     ),
     (
         "src/timer/tests.rs",
-        include_str!("../../exercise-template/src/timer/tests.rs"),
+        include_str!("../../../exercise-template/src/timer/tests.rs"),
     ),
     (
         "src/executor/tests.rs",
-        include_str!("../../exercise-template/src/executor/tests.rs"),
+        include_str!("../../../exercise-template/src/executor/tests.rs"),
     ),
 ];
 
@@ -66,7 +66,7 @@ fn write(path: &Path, contents: &str) -> io::Result<()> {
 }
 
 /// Lays out the job workspace in `dir` (an empty folder); `files` are the student's, by path in the
-/// crate (already validated by [`crate::archive`]).
+/// crate (already validated by [`crate::engine::archive`]).
 pub fn assemble(dir: &Path, files: &BTreeMap<String, String>, suite: &Suite) -> io::Result<()> {
     write(&dir.join("Cargo.toml"), WORKSPACE_TOML)?;
     write(&dir.join("Cargo.lock"), WORKSPACE_LOCK)?;

@@ -3,23 +3,33 @@
 //! `grader grade`, `grader check`, the server's workers and the tests all call [`Engine::grade`]. It
 //! is the pipeline, one call per step: intake ([`archive`]), [`policy`], [`assembly`], the sandboxed
 //! [`build`], the [`runner`]'s listing, plan and test processes, and the [`report`]'s scoring.
-//! Every compile and every test process runs in the [`sandbox`](crate::sandbox); each test gets its
+//! Every compile and every test process runs in the [`sandbox`](sandbox); each test gets its
 //! own process and timeout, and its outcome comes from the exit status and the sandbox's accounting.
+
+pub mod archive;
+pub mod assembly;
+pub mod build;
+pub mod cache;
+pub mod job;
+pub mod policy;
+pub mod report;
+pub mod rubric;
+pub mod runner;
+pub mod sandbox;
+pub mod suite;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::archive::{self, Submission};
-use crate::assembly::{self, Suite};
-use crate::build::{self, BuildError};
-use crate::cache::{self, DataDir, JobsArea};
-use crate::job;
-use crate::policy;
-use crate::report::{Diagnostic, IgnoredFile, LimitsReport, Report};
-use crate::rubric::{self, Rubric, RubricError};
-use crate::runner::{self, Plan, RunnerError};
-use crate::sandbox::{JobDir, Limits, Sandbox, SandboxError, SandboxOptions, Toolchain};
+use archive::Submission;
+use assembly::Suite;
+use build::BuildError;
+use cache::{DataDir, JobsArea};
+use report::{Diagnostic, IgnoredFile, LimitsReport, Report};
+use rubric::{Rubric, RubricError};
+use runner::{Plan, RunnerError};
+use sandbox::{JobDir, Limits, Sandbox, SandboxError, SandboxOptions, Toolchain};
 
 /// The data folder when none is configured.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/runtime-grader";
@@ -161,7 +171,7 @@ impl Engine {
     /// Prepares everything once: the toolchain copy, the vendored crates and the warm target folder
     /// (built in the sandbox exactly as jobs build, so that jobs only compile the student's crate).
     pub fn new(config: Config) -> Result<Engine, EngineError> {
-        let rubric = crate::suite::HiddenTests::open(&config.hidden_tests)
+        let rubric = crate::engine::suite::HiddenTests::open(&config.hidden_tests)
             .map_err(|e| EngineError::Setup(e.to_string()))?
             .into_rubric();
         let data = DataDir::open(&config.data_dir)?;
@@ -358,7 +368,7 @@ impl Engine {
     fn unscored_report(&self, mode: Mode) -> Report {
         let (tests, max) = match mode {
             Mode::Hidden => (self.rubric.unscored(), self.rubric.max_by_category()),
-            Mode::Public => (Vec::new(), crate::suite::public_max_by_category()),
+            Mode::Public => (Vec::new(), crate::engine::suite::public_max_by_category()),
         };
         let limits = LimitsReport {
             build_wall_secs: self.config.build_limits.wall.as_secs(),

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::report::Outcome;
-use crate::rubric::Rubric;
-use crate::sandbox::{
+use crate::engine::report::Outcome;
+use crate::engine::rubric::Rubric;
+use crate::engine::sandbox::{
     ExitStatusKind, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError,
 };
 
@@ -402,7 +402,7 @@ fn parse_listing(r: &RunResult) -> Result<BTreeMap<String, String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{Enforcement, Identity, Mechanism};
+    use crate::engine::sandbox::{Enforcement, Identity, Mechanism};
 
     fn run(status: ExitStatusKind, stdout: &str, stderr: &str, cpu_ms: u64) -> RunResult {
         RunResult {
@@ -432,7 +432,7 @@ mod tests {
 
     #[test]
     fn the_harness_and_the_runner_agree_on_the_hang_exit() {
-        let harness = include_str!("../../hidden-tests/src/lib.rs");
+        let harness = include_str!("../../../hidden-tests/src/lib.rs");
         assert!(
             harness.contains(&format!(
                 "pub const HANG_EXIT_CODE: i32 = {HANG_EXIT_CODE};"

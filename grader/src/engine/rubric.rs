@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::report::TestResult;
+use crate::engine::report::TestResult;
 
 /// The rubric categories of the exercise spec, in report order.
 pub const CATEGORIES: [&str; 11] = [

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::cli::solutions::{self, Expect, Solution};
+use crate::engine::report::{Report, Status};
+use crate::engine::rubric::CATEGORIES;
 use crate::engine::{Engine, EngineError, Input, Mode, Progress};
-use crate::report::{Report, Status};
-use crate::rubric::CATEGORIES;
-use crate::solutions::{self, Expect, Solution};
 
 /// The gradings of one solution and whether they meet its expectation.
 #[derive(Debug)]

@@ -12,8 +12,8 @@ use nix::errno::Errno;
 use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags};
 use nix::mount::{umount2, MntFlags};
 
-use crate::assembly;
-use crate::sandbox::host_tool;
+use crate::engine::assembly;
+use crate::engine::sandbox::host_tool;
 
 /// Paths inside the data folder.
 #[derive(Debug, Clone)]

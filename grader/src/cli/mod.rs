@@ -1,6 +1,9 @@
 //! Command-line interface: `grader grade`, `grader check`, `grader setup`, `grader validate`,
 //! `grader serve` and `grader roster`.
 
+pub mod solutions;
+pub mod validate;
+
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -11,11 +14,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::engine::report::{Outcome, Report, Status};
+use crate::engine::suite::{self, HiddenTests, HiddenTestsError};
 use crate::engine::{Config, Engine, EngineError, Input, Mode, Progress, DEFAULT_DATA_DIR};
-use crate::report::{Outcome, Report, Status};
 use crate::server;
-use crate::suite::{self, HiddenTests, HiddenTestsError};
-use crate::validate;
 
 /// Grades `02_runtime` async-runtime crates: sandboxed build, one process per test, rubric scores.
 #[derive(Debug, Parser)]

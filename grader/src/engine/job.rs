@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::sandbox::SandboxCommand;
+use crate::engine::sandbox::SandboxCommand;
 
 /// Where the job workspace appears inside the sandbox.
 pub const WORK_MOUNT: &str = "/work";
