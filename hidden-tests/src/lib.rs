@@ -481,3 +481,146 @@ pub fn self_waking(pending_polls: usize, polls: Counter) -> impl Future<Output =
         }
     })
 }
+
+type WakeHook = Box<dyn FnOnce() + Send>;
+
+/// The waker of [`wake_hooked_waker`]: runs its hook on the first wake, then wakes its probe.
+struct WakeHooked {
+    hook: Mutex<Option<WakeHook>>,
+    probe: Waker,
+}
+
+impl std::task::Wake for WakeHooked {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let hook = lock(&self.hook).take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        self.probe.wake_by_ref();
+    }
+}
+
+/// A waker whose first wake (`wake` or `wake_by_ref`, on any clone) runs `on_first_wake` on the
+/// waking thread before the wake is counted by the returned [`WakeProbe`]. The hook sees the world
+/// exactly as the woken task would if it were polled at once: a deterministic window right after
+/// the wake.
+pub fn wake_hooked_waker(on_first_wake: impl FnOnce() + Send + 'static) -> (Waker, WakeProbe) {
+    let (probe, probe_handle) = probe_waker();
+    let hooked = Arc::new(WakeHooked {
+        hook: Mutex::new(Some(Box::new(on_first_wake))),
+        probe,
+    });
+    (Waker::from(hooked), probe_handle)
+}
+
+/// What [`poll_during_its_wake`] saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PolledDuringWake<T> {
+    /// The first poll was already ready: nothing was checked (the caller may try again).
+    AlreadyReady,
+    /// The first poll pended, and its waker was never woken.
+    NeverWoken,
+    /// The poll made during the wake was ready, or pended and its waker was woken later, after
+    /// which the next poll was ready: the output.
+    Ready(T),
+    /// The poll made during the wake pended, and its waker was never woken: a lost wake.
+    MissedWake,
+    /// Woken after the poll made during the wake, the next poll still pended.
+    PendingAfterWake,
+}
+
+/// Polls `future` once with a waker A; if it pends, calls `fire` (which must make the future
+/// ready and wake A, e.g. `complete`, or nothing for a timer that fires by itself). A's wake has
+/// another thread poll the future with a waker B, and waits (up to 1 s) for that poll, so the poll
+/// happens as soon as the wake does, as an executor on another thread may do it. A future that
+/// publishes its value before it wakes is then `Ready`; one that wakes first stores B and pends,
+/// and B must then be woken. Waits up to [`HANG_SECS`] for each wake.
+pub fn poll_during_its_wake<F>(future: F, fire: impl FnOnce()) -> PolledDuringWake<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let wait = Duration::from_secs(HANG_SECS);
+    let future = Arc::new(Mutex::new(Box::pin(future)));
+    let (b, b_probe) = probe_waker();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (polled_tx, polled_rx) = mpsc::channel::<()>();
+    let (result_tx, result_rx) = mpsc::channel();
+    let polled_future = Arc::clone(&future);
+    let b_for_poller = b.clone();
+    thread::spawn(move || {
+        if go_rx.recv().is_ok() {
+            let poll = poll_with(lock(&polled_future).as_mut(), &b_for_poller);
+            let _ = result_tx.send(poll);
+            let _ = polled_tx.send(());
+        }
+    });
+    let (a, a_probe) = wake_hooked_waker(move || {
+        let _ = go_tx.send(());
+        // A future that wakes while holding its own lock makes this poll wait for the wake to
+        // return: hence the bound, after which the poll goes on by itself.
+        let _ = polled_rx.recv_timeout(Duration::from_secs(1));
+    });
+    if poll_with(lock(&future).as_mut(), &a).is_ready() {
+        return PolledDuringWake::AlreadyReady;
+    }
+    fire();
+    if !a_probe.wait_for_wakes(1, wait) {
+        return PolledDuringWake::NeverWoken;
+    }
+    let Ok(poll) = result_rx.recv_timeout(wait) else {
+        // The poll during the wake never returned: the watchdog of the caller reports the hang.
+        return PolledDuringWake::NeverWoken;
+    };
+    if let Poll::Ready(value) = poll {
+        return PolledDuringWake::Ready(value);
+    }
+    if !b_probe.wait_for_wakes(1, wait) {
+        return PolledDuringWake::MissedWake;
+    }
+    let poll = poll_with(lock(&future).as_mut(), &b);
+    match poll {
+        Poll::Ready(value) => PolledDuringWake::Ready(value),
+        Poll::Pending => PolledDuringWake::PendingAfterWake,
+    }
+}
+
+/// The calling thread's id as `/proc/self/task/<id>` names it, or `None` where `/proc` cannot be
+/// read (then [`wait_until_asleep`] falls back to a pause).
+pub fn proc_thread_id() -> Option<String> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    Some(link.file_name()?.to_str()?.to_owned())
+}
+
+/// Waits (up to `timeout`) until the thread `id` of [`proc_thread_id`] is blocked (state `S` or
+/// `D` in `/proc/self/task/<id>/stat`) twice in a row, 2 ms apart; returns whether it was seen
+/// blocked. Without an id it just pauses 50 ms.
+pub fn wait_until_asleep(id: Option<&str>, timeout: Duration) -> bool {
+    let Some(id) = id else {
+        thread::sleep(Duration::from_millis(50));
+        return false;
+    };
+    let asleep = || {
+        std::fs::read_to_string(format!("/proc/self/task/{id}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+                Some(matches!(state, 'S' | 'D'))
+            })
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + timeout;
+    let mut seen = 0;
+    while Instant::now() < deadline {
+        seen = if asleep() { seen + 1 } else { 0 };
+        if seen == 2 {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    false
+}

@@ -330,3 +330,116 @@ fn deadlock_destructors_waking_tasks_during_shutdown() {
     );
     drop(spawner);
 }
+
+/// Targets a wake that panics once the executor is gone (`Weak::upgrade().expect(..)`, or a
+/// channel's `send(..).expect(..)`) for a task that is still *pending*: two tasks wait for gates;
+/// the executor is dropped, one task is woken while a spawner still exists, then the spawner is
+/// dropped too and both are woken again (by reference, through a clone, by value). The spec:
+/// waking never panics, also after the executor has been dropped (then it does nothing).
+#[test]
+fn deadlock_waking_pending_tasks_after_the_executor_is_gone() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let gates = [Gate::new(), Gate::new()];
+    for gate in &gates {
+        spawner.spawn(gate.wait());
+    }
+    let (executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(polls, 2);
+    let wakers: Vec<Waker> = gates
+        .iter()
+        .map(|gate| gate.take_waker().expect("a pending task stored its waker"))
+        .collect();
+    with_watchdog(
+        HANG_SECS,
+        "waking pending tasks after their executor was dropped",
+        move || {
+            drop(executor);
+            wakers[0].wake_by_ref();
+            drop(spawner);
+            for waker in wakers {
+                waker.wake_by_ref();
+                wake_a_clone(&waker);
+                waker.wake();
+            }
+        },
+    );
+}
+
+/// Targets an executor that drops a task's future while it holds its own lock: a future that,
+/// when dropped, wakes another task (opens its `Gate`) and spawns a new one, deadlocks it. Two such
+/// futures: one finishes (`Ready`), the other is abandoned (the test drops its only waker). The
+/// spec does not say when a finished or abandoned future is dropped, only that destructors may
+/// wake and spawn like any code: so whenever one of them has run, the work it started must get
+/// done by the next `run_until_stalled`, and nothing may block, up to dropping the executor.
+#[test]
+fn deadlock_dropped_futures_wake_and_spawn_from_their_destructors() {
+    with_watchdog(
+        2 * HANG_SECS,
+        "dropping futures whose destructors wake and spawn",
+        || {
+            let (executor, spawner) = new_executor_and_spawner();
+            let log = Log::new();
+            let targets = [Gate::new(), Gate::new()];
+            for (i, target) in targets.iter().enumerate() {
+                let (wait, log) = (target.wait(), log.clone());
+                spawner.spawn(async move {
+                    wait.await;
+                    log.push(format!("woken {i}"));
+                });
+            }
+            let dropped = [Flag::new(), Flag::new()];
+            let waking_on_drop = |i: usize| {
+                let (opener, inner) = (targets[i].clone(), spawner.clone());
+                let (spawned, was_dropped) = (log.clone(), dropped[i].clone());
+                on_drop(move || {
+                    opener.open();
+                    let _ = inner.try_spawn(async move { spawned.push(format!("spawned {i}")) });
+                    was_dropped.set();
+                })
+            };
+            // Captured by the closure, the guard lives as long as the future, past its `Ready`
+            // (an async block would drop it inside the poll).
+            let guard = waking_on_drop(0);
+            spawner.spawn(future::poll_fn(move |_| {
+                let _ = &guard;
+                Poll::Ready(())
+            }));
+            let abandoned = Gate::new();
+            let (guard, wait) = (waking_on_drop(1), abandoned.wait());
+            spawner.spawn(async move {
+                let _guard = guard;
+                wait.await;
+            });
+            let (executor, _) = run_until_stalled_with_watchdog(
+                executor,
+                "run_until_stalled() with a task whose future wakes and spawns when dropped",
+            );
+            assert_eq!(abandoned.polls(), 1, "every task is polled");
+            let waker = abandoned.take_waker();
+            with_watchdog(
+                HANG_SECS,
+                "dropping the last waker of a task whose future wakes and spawns when dropped",
+                move || drop(waker),
+            );
+            let (executor, _) = run_until_stalled_with_watchdog(
+                executor,
+                "run_until_stalled() after a task whose future wakes and spawns when dropped was \
+                 abandoned",
+            );
+            let done = log.entries();
+            for (i, was_dropped) in dropped.iter().enumerate() {
+                if was_dropped.is_set() {
+                    for work in [format!("woken {i}"), format!("spawned {i}")] {
+                        assert!(
+                            done.contains(&work),
+                            "a dropped future's destructor woke a task and spawned one, but \
+                             `{work}` never happened (done: {done:?})"
+                        );
+                    }
+                }
+            }
+            drop(spawner);
+            drop(executor);
+        },
+    );
+}

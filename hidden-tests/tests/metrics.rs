@@ -11,7 +11,8 @@ use hidden_tests::{
     HANG_SECS,
 };
 use runtime::executor::{
-    new_executor_and_spawner, new_executor_and_spawner_with_capacity, Metrics, Priority, SpawnError,
+    new_executor_and_spawner, new_executor_and_spawner_with_capacity, Metrics, Priority,
+    SpawnError, Spawner,
 };
 
 /// Targets counters that miscount: a fresh executor reports all zeros; three tasks that pend once
@@ -120,6 +121,140 @@ fn metrics_ignore_dropped_tasks_and_refused_spawns() {
         (metrics.spawned, metrics.completed, metrics.polls),
         (4, 3, 4),
         "(spawned, completed, polls) after the shutdown"
+    );
+    drop(spawner);
+}
+
+/// Targets a `busy_time` that includes the time `run` sat idle waiting for a wake (e.g. timing
+/// each round of the loop, wait included): the only task waits for a gate that another thread
+/// opens 400 ms after the task's first poll. Its two polls take microseconds, so `busy_time` stays
+/// far below the 400 ms of waiting (under 200 ms, leaving room for a loaded machine), while the
+/// wall time of `run` exceeds 400 ms.
+#[test]
+fn metrics_busy_time_leaves_out_idle_waiting() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let gate = Gate::new();
+    spawner.spawn(gate.wait());
+    drop(spawner);
+    let opener = gate.clone();
+    thread::spawn(move || {
+        if opener.wait_for_polls(1, Duration::from_secs(HANG_SECS)) {
+            thread::sleep(Duration::from_millis(400));
+            opener.open();
+        }
+    });
+    let metrics = with_watchdog(HANG_SECS, "run() waiting 400 ms for a wake", move || {
+        executor.run();
+        executor.metrics()
+    });
+    assert_eq!((metrics.polls, metrics.completed), (2, 1));
+    assert!(
+        metrics.busy_time < Duration::from_millis(200),
+        "busy_time {:?} for two polls that took microseconds: it counts the 400 ms that run() \
+         waited for a wake",
+        metrics.busy_time
+    );
+}
+
+/// Targets a `max_poll_time` that is not the longest single poll (the first poll's time, the last
+/// one's, or the running `busy_time`): one task's three polls sleep 5 ms, 40 ms and 5 ms. The
+/// longest poll took at least 40 ms, and the other two at least 10 ms between them, so
+/// `max_poll_time` is at least 40 ms and at least 10 ms below `busy_time`, whatever the load.
+#[test]
+fn metrics_max_poll_time_is_the_longest_poll() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let mut polls = 0;
+    spawner.spawn(future::poll_fn(move |cx| {
+        polls += 1;
+        thread::sleep(Duration::from_millis(if polls == 2 { 40 } else { 5 }));
+        if polls == 3 {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }));
+    drop(spawner);
+    let metrics = with_watchdog(HANG_SECS, "run()", move || {
+        executor.run();
+        executor.metrics()
+    });
+    assert_eq!(metrics.polls, 3);
+    assert!(
+        metrics.max_poll_time >= Duration::from_millis(40),
+        "max_poll_time {:?} < the 40 ms of the second poll",
+        metrics.max_poll_time
+    );
+    assert!(
+        metrics.max_poll_time + Duration::from_millis(10) <= metrics.busy_time,
+        "max_poll_time {:?} must be the longest single poll, at least 10 ms below busy_time {:?} \
+         (the two 5 ms polls)",
+        metrics.max_poll_time,
+        metrics.busy_time
+    );
+}
+
+/// Targets a `spawned` counter that misses tasks accepted by some of the spawn calls: each
+/// accepted `spawn`, `try_spawn` and `spawn_with_priority` (both priorities) adds exactly one to
+/// `spawned`, as seen after the `run_until_stalled` that polls the task (the spec has the counters
+/// up to date after every poll, whenever the executor learns of a spawn).
+#[test]
+fn metrics_spawned_counts_every_kind_of_spawn() {
+    let (mut executor, spawner) = new_executor_and_spawner();
+    let spawns: [(&str, Box<dyn Fn(&Spawner)>); 4] = [
+        ("spawn", Box::new(|s: &Spawner| s.spawn(async {}))),
+        (
+            "try_spawn",
+            Box::new(|s: &Spawner| s.try_spawn(async {}).expect("room")),
+        ),
+        (
+            "spawn_with_priority(High)",
+            Box::new(|s: &Spawner| {
+                s.spawn_with_priority(Priority::High, async {})
+                    .expect("room")
+            }),
+        ),
+        (
+            "spawn_with_priority(Low)",
+            Box::new(|s: &Spawner| {
+                s.spawn_with_priority(Priority::Low, async {})
+                    .expect("room")
+            }),
+        ),
+    ];
+    for (i, (name, spawn)) in spawns.iter().enumerate() {
+        spawn(&spawner);
+        let polls;
+        (executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+        assert_eq!(polls, 1);
+        assert_eq!(
+            executor.metrics().spawned,
+            i as u64 + 1,
+            "a task accepted by {name} must be counted in `spawned`"
+        );
+    }
+    drop(spawner);
+}
+
+/// Targets poll times measured by `run` only: `run_until_stalled` polls the futures too, and the
+/// spec's `busy_time` and `max_poll_time` cover every poll. A task whose poll sleeps 30 ms, run by
+/// `run_until_stalled`, makes both at least 30 ms.
+#[test]
+fn metrics_run_until_stalled_times_its_polls() {
+    let (executor, spawner) = new_executor_and_spawner();
+    spawner.spawn(async { thread::sleep(Duration::from_millis(30)) });
+    let (executor, polls) = run_until_stalled_with_watchdog(
+        executor,
+        "run_until_stalled() with a poll that sleeps 30 ms",
+    );
+    assert_eq!(polls, 1);
+    let metrics = executor.metrics();
+    assert!(
+        metrics.busy_time >= Duration::from_millis(30)
+            && metrics.max_poll_time >= Duration::from_millis(30),
+        "a 30 ms poll made by run_until_stalled() must count: busy_time {:?}, max_poll_time {:?}",
+        metrics.busy_time,
+        metrics.max_poll_time
     );
     drop(spawner);
 }

@@ -143,3 +143,30 @@ fn priority_high_task_spawned_by_a_task_runs_next() {
     drop(run_with_watchdog(executor, "run()"));
     assert_eq!(log.entries(), ["low 0", "high", "low 1", "low 2"]);
 }
+
+/// Targets a `run_until_stalled` that ignores priority (e.g. polls what was ready when it started
+/// as one batch, and looks at newly ready tasks only after the batch): the same situation as for
+/// `run`, on `run_until_stalled`. A waiting High task is woken by the first of three ready Low
+/// tasks, and must then be polled before the other two.
+#[test]
+fn priority_run_until_stalled_serves_woken_high_task_first() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let log = Log::new();
+    let gate = Gate::new();
+    spawn(&spawner, Priority::High, gated("high", &gate, &log));
+    let opener = gate.clone();
+    let low_log = log.clone();
+    spawner.spawn(async move {
+        low_log.push("low 0");
+        opener.open();
+    });
+    spawner.spawn(logging("low 1", 1, &log));
+    spawner.spawn(logging("low 2", 1, &log));
+    let (_executor, polls) = run_until_stalled_with_watchdog(
+        executor,
+        "run_until_stalled() with a High task woken by a Low one",
+    );
+    assert_eq!(polls, 5);
+    assert_eq!(log.entries(), ["high", "low 0", "high", "low 1", "low 2"]);
+    drop(spawner);
+}

@@ -339,9 +339,12 @@ fn test_executor_default_capacity_is_max_queued_tasks() {
 #[test]
 fn test_executor_spawn_panics_when_queue_is_full() {
     within_timeout(RUN_HANG, || {
-        let (_executor, spawner) = new_executor_and_spawner_with_capacity(1);
+        let (executor, spawner) = new_executor_and_spawner_with_capacity(1);
         assert_eq!(spawner.try_spawn(future::pending()), Ok(()));
         assert_spawn_panics(&spawner, "too many tasks queued");
+        // After its `spawn` panicked, nothing is promised about an executor (the panic may have
+        // poisoned a lock): it is neither used nor dropped.
+        std::mem::forget((executor, spawner));
     });
 }
 
@@ -456,11 +459,14 @@ fn test_executor_shutdown_makes_spawns_fail() {
                 spawner.spawn_with_priority(Priority::High, async {}),
                 Err(SpawnError::Shutdown)
             );
-            assert_spawn_panics(&spawner, "shut down");
 
             executor.run();
             // Waking a task of a shut-down executor must do nothing, not panic.
             handle.complete(());
+            // Last: after its `spawn` panicked, nothing is promised about an executor (the panic
+            // may have poisoned a lock), so it is neither used nor dropped afterwards.
+            assert_spawn_panics(&spawner, "shut down");
+            std::mem::forget((executor, spawner));
             dropped
         },
     );
