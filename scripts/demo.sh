@@ -39,7 +39,7 @@ done
 step 5 "starting the server on http://$bind"
 "$grader" --data-dir "$demo" --hidden-tests "$repo/hidden-tests" serve --bind "$bind" 2>"$demo/server.log" &
 server=$!
-stop() { kill -TERM $server 2>/dev/null && wait $server 2>/dev/null; }
+stop() { kill -TERM $server 2>/dev/null && wait $server 2>/dev/null || true; }
 trap stop EXIT
 trap 'stop; exit 0' INT TERM
 until curl -fsS "http://$bind/healthz" >/dev/null 2>&1; do
