@@ -405,17 +405,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => (path, format, Mode::Hidden, student),
     };
     let color = std::io::stdout().is_terminal() && format == Format::Text;
-    let progress = |p: Progress| {
-        if std::io::stderr().is_terminal() {
-            match p {
-                Progress::Checking => eprint!("\rchecking the upload…"),
-                Progress::Building => eprint!("\r\x1b[Kbuilding…"),
-                Progress::Testing { done, total, .. } => eprint!("\r\x1b[Ktesting {done}/{total}"),
-                Progress::Finished => eprint!("\r\x1b[K"),
-            }
-        }
-    };
-    let report = engine.grade(Input::Path(&path), mode, &progress)?;
+    let report = engine.grade(Input::Path(&path), mode, &terminal_progress)?;
     let report = if student {
         report.for_student()
     } else {
@@ -429,6 +419,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Format::Text => print!("{}", render_text(&report, color)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shows the engine's progress on one line of a terminal (nothing when stderr is not one).
+fn terminal_progress(p: Progress) {
+    if std::io::stderr().is_terminal() {
+        match p {
+            Progress::Checking => eprint!("\rchecking the upload…"),
+            Progress::Building => eprint!("\r\x1b[Kbuilding…"),
+            Progress::Testing { done, total, .. } => eprint!("\r\x1b[Ktesting {done}/{total}"),
+            Progress::Finished => eprint!("\r\x1b[K"),
+        }
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+    }
 }
 
 /// Runs a roster command on the data folder's database.

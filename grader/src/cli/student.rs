@@ -1,14 +1,14 @@
 //! What students run on their own machine: `grader check` (the public tests through the server's
 //! pipeline, in a cache folder of their own), and what `grader submit` packs.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::engine::archive;
 use crate::engine::report::{Outcome, Report, Status};
 use crate::engine::sandbox::{Identity, Unsandboxed};
-use crate::engine::{cache::DataDir, Config, Engine, Input, Mode, Progress, DEFAULT_DATA_DIR};
+use crate::engine::{cache::DataDir, Config, Engine, Input, Mode, DEFAULT_DATA_DIR};
 
 use super::{render_text, CliError, Format};
 
@@ -95,18 +95,7 @@ pub fn check(
             }
         );
     }
-    let progress = |p: Progress| {
-        if std::io::stderr().is_terminal() {
-            match p {
-                Progress::Checking => eprint!("\rchecking…"),
-                Progress::Building => eprint!("\r\x1b[Kbuilding…"),
-                Progress::Testing { done, total, .. } => eprint!("\r\x1b[Ktesting {done}/{total}"),
-                Progress::Finished => eprint!("\r\x1b[K"),
-            }
-            let _ = std::io::stderr().flush();
-        }
-    };
-    let report = engine.grade(Input::Path(path), Mode::Public, &progress)?;
+    let report = engine.grade(Input::Path(path), Mode::Public, &super::terminal_progress)?;
     match format {
         Format::Json => println!(
             "{}",

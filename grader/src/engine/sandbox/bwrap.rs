@@ -41,9 +41,10 @@ exec 3>"$fifo" || exit 125
 /// How the wrapper ends in a sandbox: bwrap replaces it and reports the exit code on fd 3.
 const EXEC_BWRAP: &str = r#"exec "$@""#;
 
-/// How the wrapper ends unsandboxed: it runs the program (without fd 3) and reports its exit code
-/// in bwrap's format itself (128 + N for a death by signal N, as bwrap does).
-const RUN_UNSANDBOXED: &str = r#""$@" 3>&-; echo "{\"exit-code\": $?}" >&3"#;
+/// How the wrapper ends unsandboxed: it runs the program (without fd 3), then reports its exit
+/// code on fd 3 and exits with it, as bwrap does (128 + N for a death by signal N).
+const RUN_UNSANDBOXED: &str =
+    r#""$@" 3>&-; code=$?; echo "{\"exit-code\": $code}" >&3; exit $code"#;
 
 /// `PATH` inside the sandbox: the toolchain first, never a rustup proxy.
 const SANDBOX_PATH: &str = "/opt/rust/bin:/usr/bin:/bin";

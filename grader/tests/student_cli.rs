@@ -1,0 +1,405 @@
+//! The students' command line through the real binary, run as a student would: as a normal user
+//! (uid 65534 through `setpriv` when the tests run as root), with a home folder of its own and the
+//! Rust toolchain on its `PATH`. `grader check` on the template (exit 1), the reference (exit 0)
+//! and a broken archive (exit 2), in a cache folder it prepares on first use; `--no-sandbox`;
+//! `login`, `submit`, `status` and `history` against a real `grader serve`; the one-line messages
+//! for a bad token, an unreachable server and a rate limit; and that the binary students get
+//! holds no hidden test.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The student's uid when the tests run as root.
+const STUDENT_UID: u32 = 65534;
+
+/// A student's home: a folder they own, holding copies of the crates they check.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = |from: &str, to: &str| {
+            let status = Command::new("cp")
+                .arg("-r")
+                .arg(common::repo().join(from))
+                .arg(dir.path().join(to))
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        copy("exercise-template", "template");
+        copy("solutions/reference", "reference");
+        // The toolchain and vendored crates come from the shared data folder (no network); the
+        // warm cache is the student's own, built on the first check.
+        let cache = dir.path().join(".cache/runtime-grader");
+        std::fs::create_dir_all(&cache).unwrap();
+        for part in ["toolchain", "vendor"] {
+            std::os::unix::fs::symlink(common::data_dir().join(part), cache.join(part)).unwrap();
+        }
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", &format!("{STUDENT_UID}:{STUDENT_UID}")])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        Home { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The grader run as the student, in their home, with only HOME and PATH (the toolchain's
+    /// `rustc`/`cargo` first, as rustup would put them) set.
+    fn grader(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = if is_root() {
+            let mut c = Command::new("setpriv");
+            c.args([
+                &format!("--reuid={STUDENT_UID}"),
+                &format!("--regid={STUDENT_UID}"),
+                "--clear-groups",
+                "--",
+            ])
+            .arg(env!("CARGO_BIN_EXE_grader"));
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_grader"))
+        };
+        let path = format!(
+            "{}:/usr/bin:/bin",
+            common::data_dir().join("toolchain/bin").display()
+        );
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env_clear()
+            .env("HOME", self.path())
+            .env("PATH", path);
+        command
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// The binary can run as the student only if they can reach it.
+fn binary_reachable() -> bool {
+    let mut path = PathBuf::from(env!("CARGO_BIN_EXE_grader"));
+    while path.pop() {
+        let mode = std::fs::metadata(&path).map_or(0, |m| m.permissions().mode());
+        if mode & 0o001 == 0 {
+            return false;
+        }
+    }
+    true
+}
+
+#[test]
+fn check_as_a_student_prepares_its_cache_once_and_exits_by_the_outcome() {
+    if !common::require(
+        binary_reachable(),
+        "the grader binary must be reachable by other users",
+    ) {
+        return;
+    }
+    let home = Home::new();
+    let first = home.grader(&["check", "template"]);
+    assert_exit(&first, 1);
+    let err = text(&first.stderr);
+    assert!(
+        err.contains("preparing") && err.contains(".cache/runtime-grader"),
+        "{err}"
+    );
+    assert!(
+        text(&first.stdout).contains("Score: 0/34"),
+        "{}",
+        text(&first.stdout)
+    );
+    assert!(home
+        .path()
+        .join(".cache/runtime-grader/warm-target")
+        .is_dir());
+
+    let reference = home.grader(&["check", "reference"]);
+    assert_exit(&reference, 0);
+    assert!(!text(&reference.stderr).contains("preparing"), "reused");
+    let out = text(&reference.stdout);
+    assert!(out.contains("Score: 34/34"), "{out}");
+    // Which files the grader leaves out, and why.
+    assert!(
+        out.contains("Cargo.toml (the grader uses its own Cargo.toml)"),
+        "{out}"
+    );
+    assert!(!text(&reference.stderr).contains("WITHOUT a sandbox"));
+
+    let json = home.grader(&["check", "reference", "--format", "json"]);
+    assert_exit(&json, 0);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["score"], 34);
+
+    std::fs::write(home.path().join("broken.tar.gz"), b"not a gzip stream").unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(home.path().join("broken.tar.gz"), Some(STUDENT_UID), None)
+            .unwrap();
+    }
+    let broken = home.grader(&["check", "broken.tar.gz"]);
+    assert_exit(&broken, 2);
+    assert!(text(&broken.stdout).contains("Submission refused"));
+    let missing = home.grader(&["check", "no-such-folder"]);
+    assert_exit(&missing, 2);
+
+    // Without the sandbox: one line says so, and the verdict is the same.
+    let unsandboxed = home.grader(&["check", "--no-sandbox", "template"]);
+    assert_exit(&unsandboxed, 1);
+    let err = text(&unsandboxed.stderr);
+    assert_eq!(err.matches("WITHOUT a sandbox").count(), 1, "{err}");
+}
+
+/// Starts `grader serve` (as root or the test's user) on a free port; returns it and its URL.
+fn serve(data: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_grader"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--hidden-tests")
+        .arg(common::repo().join("hidden-tests"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it listens")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, format!("http://{addr}"))
+}
+
+#[test]
+fn submit_status_and_history_against_a_real_server() {
+    if !common::require(
+        binary_reachable(),
+        "the grader binary must be reachable by other users",
+    ) {
+        return;
+    }
+    let data = common::data_dir_sharing_the_caches();
+    let csv = data.path().join("roster.csv");
+    std::fs::write(&csv, "id,name,email,role\ns1,Ann,ann@example.org,student\n").unwrap();
+    let imported = Command::new(env!("CARGO_BIN_EXE_grader"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["roster", "import"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let token = text(&imported.stdout)
+        .trim()
+        .split_once('\t')
+        .unwrap()
+        .1
+        .to_string();
+    let (mut server, url) = serve(data.path());
+    let home = Home::new();
+
+    let login = home.grader(&["login", &url, &token]);
+    assert_exit(&login, 0);
+    let config = home.path().join(".config/runtime-grader/config.toml");
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the token file is the student's alone");
+
+    let submitted = home.grader(&["submit", "reference"]);
+    assert_exit(&submitted, 0);
+    let err = text(&submitted.stderr);
+    assert!(err.contains("left out: Cargo.toml"), "{err}");
+    assert!(err.contains("submitted as #1"), "{err}");
+    assert!(err.contains("testing"), "progress is shown: {err}");
+    let out = text(&submitted.stdout);
+    assert!(
+        out.contains("Submission #1: graded") && out.contains("Score: 100/100"),
+        "{out}"
+    );
+    // The student's view: hidden tests are never named.
+    assert!(!out.contains("deadlock_"), "{out}");
+
+    let status = home.grader(&["status"]);
+    assert_exit(&status, 0);
+    assert!(text(&status.stdout).contains("Submission #1: graded"));
+    let history = home.grader(&["history"]);
+    assert_exit(&history, 0);
+    let line = text(&history.stdout);
+    assert!(
+        line.contains("#1") && line.contains("graded") && line.contains("100/100"),
+        "{line}"
+    );
+
+    // A wrong token: one line, exit 2, nothing uploaded.
+    let bad = home.grader(&["submit", "reference", "--token", "rg_wrong"]);
+    assert_exit(&bad, 2);
+    let err = text(&bad.stderr);
+    assert!(err.contains("refused your token (401)"), "{err}");
+    assert_eq!(
+        err.trim()
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .count(),
+        1,
+        "{err}"
+    );
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let down = home.grader(&["status", "--server", &url]);
+    assert_exit(&down, 2);
+    assert!(
+        text(&down.stderr).contains("cannot reach the grading server"),
+        "{}",
+        text(&down.stderr)
+    );
+}
+
+/// A listener that answers every request with `response` (the server's rate-limit contract:
+/// 429, `Retry-After`, a JSON error), until dropped.
+fn answer_every_request_with(response: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            // Read the whole request (headers, then Content-Length bytes), then answer.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            let complete = |r: &[u8]| {
+                let Some(end) = r.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    return false;
+                };
+                let head = String::from_utf8_lossy(&r[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                r.len() >= end + 4 + length
+            };
+            while !complete(&request) {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn a_rate_limit_says_when_to_try_again() {
+    let body = r#"{"error":{"code":"rate_limited","message":"one submission per 30 s"}}"#;
+    let response: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 17\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_boxed_str(),
+    );
+    let url = answer_every_request_with(response);
+    let home = Home::new();
+    let out = home.grader(&["submit", "reference", "--server", &url, "--token", "rg_x"]);
+    assert_exit(&out, 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("too many submissions: one submission per 30 s; try again in 17 s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_binary_students_get_holds_no_hidden_test() {
+    // What the students have anyway (the template's files, the spec) is no secret.
+    let mut public = std::fs::read_to_string(common::repo().join("docs/exercise-spec.md")).unwrap();
+    for entry in walkdir::WalkDir::new(common::repo().join("exercise-template")) {
+        let entry = entry.unwrap();
+        if entry.path().extension().is_some_and(|e| e == "rs") {
+            public.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+        }
+    }
+    // Every hidden test's name, and every line of theirs long enough to tell something.
+    let mut needles = Vec::new();
+    let mut names = 0;
+    for entry in std::fs::read_dir(common::repo().join("hidden-tests/tests")).unwrap() {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for test in grader::engine::suite::test_functions(&name, &source).unwrap() {
+            let short = test.name.rsplit("::").next().unwrap();
+            // A few share their name with a public test (`test_<name>`).
+            if !public.contains(short) {
+                needles.push(short.to_string());
+                names += 1;
+            }
+        }
+        for line in source.lines().map(str::trim) {
+            if line.len() >= 24 && !public.contains(line.trim_end_matches([',', ';'])) {
+                needles.push(line.to_string());
+            }
+        }
+    }
+    assert!(
+        names >= 80 && needles.len() >= 500,
+        "{names} names, {} needles",
+        needles.len()
+    );
+    // grep searches for all of them in one pass (the binary is large, and debug-built tests slow).
+    let patterns = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(patterns.path(), needles.join("\n") + "\n").unwrap();
+    let found = Command::new("grep")
+        .args(["--text", "--only-matching", "--fixed-strings", "--file"])
+        .arg(patterns.path())
+        .arg(env!("CARGO_BIN_EXE_grader"))
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    assert_eq!(
+        found.status.code(),
+        Some(1),
+        "the binary holds hidden tests' names or lines:\n{}{}",
+        text(&found.stdout),
+        text(&found.stderr)
+    );
+}
