@@ -344,7 +344,7 @@ fn a_rate_limit_says_when_to_try_again() {
     assert_exit(&out, 2);
     let err = text(&out.stderr);
     assert!(
-        err.contains("too many submissions: one submission per 30 s; try again in 17 s"),
+        err.contains("too many submissions (429): one submission per 30 s; try again in 17 s"),
         "{err}"
     );
 }

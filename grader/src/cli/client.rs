@@ -43,14 +43,9 @@ pub enum ClientError {
     /// 401.
     #[error("the server refused your token (401): check it, or ask an instructor for a new one")]
     BadToken,
-    /// 429.
-    #[error("too many submissions: {message}; try again {when}")]
-    RateLimited {
-        /// The server's message.
-        message: String,
-        /// When to retry, from `Retry-After`.
-        when: String,
-    },
+    /// 429: the server's message, which says when to retry (else `Retry-After` does).
+    #[error("too many submissions (429): {0}")]
+    RateLimited(String),
     /// Any other refusal, with the server's message.
     #[error("the server answered {status}: {message}")]
     Refused {
@@ -214,10 +209,14 @@ impl Client {
             .to_string();
         Err(match status {
             StatusCode::UNAUTHORIZED => ClientError::BadToken,
-            StatusCode::TOO_MANY_REQUESTS => ClientError::RateLimited {
-                message: message.trim_end_matches('.').to_string(),
-                when: when.unwrap_or_else(|| "later".into()),
-            },
+            StatusCode::TOO_MANY_REQUESTS => {
+                let when = when.unwrap_or_else(|| "later".into());
+                ClientError::RateLimited(if message.contains(&when) {
+                    message
+                } else {
+                    format!("{}; try again {when}", message.trim_end_matches('.'))
+                })
+            }
             _ => ClientError::Refused { status, message },
         })
     }
@@ -361,6 +360,12 @@ impl Client {
         let late = late_mark(&v).unwrap_or_default();
         if format == Format::Text {
             println!("Submission #{id}: {status}{late}");
+            if v["final_score"]
+                .as_i64()
+                .is_some_and(|f| Some(f) != v["score"].as_i64())
+            {
+                println!("Score after the late penalty: {}", score_of(&v));
+            }
             match (&report, v["message"].as_str()) {
                 (Some(r), _) => {
                     let color = std::io::stdout().is_terminal();
@@ -416,10 +421,7 @@ impl Client {
                 println!("no submissions yet: send one with `grader submit`");
             }
             for v in &rows {
-                let score = match (v["score"].as_i64(), v["max_score"].as_i64()) {
-                    (Some(s), Some(m)) => format!("{s}/{m}"),
-                    _ => "-".into(),
-                };
+                let score = score_of(v);
                 println!(
                     "#{:<5} {}  {:<12} {:>7}{}",
                     v["id"].as_i64().unwrap_or(0),
@@ -445,36 +447,38 @@ fn retry_after(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-/// `, late (...)` when the server marked the submission late: `late` true (or an object), with
-/// whatever it says about how late and the penalty.
+/// `, late by 2 h 05 min (penalty 10%)` when the server marked the submission late (`late`,
+/// `late_ms`, `penalty_pct`).
 fn late_mark(v: &Value) -> Option<String> {
-    let late = &v["late"];
-    let is_late = late
-        .as_bool()
-        .unwrap_or(late.is_object() || late.is_string());
-    if !is_late {
+    if v["late"].as_bool() != Some(true) {
         return None;
     }
-    let mut details = Vec::new();
-    for (key, value) in late
-        .as_object()
-        .into_iter()
-        .flatten()
-        .chain(v.as_object().into_iter().flatten())
-    {
-        let wanted = key.contains("late_by") || key.contains("penalty") || key == "by";
-        if wanted && !value.is_null() {
-            let shown = value
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_string);
-            details.push(format!("{} {shown}", key.replace('_', " ")));
-        }
+    let mut mark = String::from(", late");
+    if let Some(ms) = v["late_ms"].as_i64() {
+        let minutes = (ms + 59_999) / 60_000;
+        let _ = match (minutes / 1440, minutes % 1440 / 60, minutes % 60) {
+            (0, 0, m) => write!(mark, " by {m} min"),
+            (0, h, m) => write!(mark, " by {h} h {m:02} min"),
+            (d, h, _) => write!(mark, " by {d} d {h} h"),
+        };
     }
-    Some(if details.is_empty() {
-        ", late".into()
-    } else {
-        format!(", late ({})", details.join(", "))
-    })
+    if let Some(p) = v["penalty_pct"].as_i64().filter(|p| *p > 0) {
+        let _ = write!(mark, " (penalty {p}%)");
+    }
+    Some(mark)
+}
+
+/// `score/max`, the penalised score first when a late penalty changed it.
+fn score_of(v: &Value) -> String {
+    match (
+        v["score"].as_i64(),
+        v["final_score"].as_i64(),
+        v["max_score"].as_i64(),
+    ) {
+        (Some(s), Some(f), Some(m)) if f != s => format!("{f}/{m} ({s} before the penalty)"),
+        (Some(s), _, Some(m)) => format!("{s}/{m}"),
+        _ => "-".into(),
+    }
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM UTC`.
@@ -627,9 +631,12 @@ mod tests {
     fn late_marks_say_what_the_server_says() {
         assert_eq!(late_mark(&serde_json::json!({"late": false})), None);
         assert_eq!(late_mark(&serde_json::json!({})), None);
+        let late = serde_json::json!({"late": true, "late_ms": 7_440_000, "penalty_pct": 10,
+                                      "score": 80, "final_score": 72, "max_score": 100});
         assert_eq!(
-            late_mark(&serde_json::json!({"late": true, "late_penalty": 10})),
-            Some(", late (late penalty 10)".into())
+            late_mark(&late).unwrap(),
+            ", late by 2 h 04 min (penalty 10%)"
         );
+        assert_eq!(score_of(&late), "72/100 (80 before the penalty)");
     }
 }
