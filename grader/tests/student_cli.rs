@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 
 /// The student's uid when the tests run as root.
 const STUDENT_UID: u32 = 65534;
@@ -111,6 +111,14 @@ fn assert_exit(out: &Output, code: i32) {
     );
 }
 
+/// Whether the student can run the binary (see [`common::require`] for what happens if not).
+fn student_can_run_the_binary() -> bool {
+    common::require(
+        binary_reachable(),
+        "the grader binary must be reachable by other users",
+    )
+}
+
 /// The binary can run as the student only if they can reach it.
 fn binary_reachable() -> bool {
     let mut path = PathBuf::from(env!("CARGO_BIN_EXE_grader"));
@@ -125,10 +133,7 @@ fn binary_reachable() -> bool {
 
 #[test]
 fn check_as_a_student_prepares_its_cache_once_and_exits_by_the_outcome() {
-    if !common::require(
-        binary_reachable(),
-        "the grader binary must be reachable by other users",
-    ) {
+    if !student_can_run_the_binary() {
         return;
     }
     let home = Home::new();
@@ -184,39 +189,9 @@ fn check_as_a_student_prepares_its_cache_once_and_exits_by_the_outcome() {
     assert_eq!(err.matches("WITHOUT a sandbox").count(), 1, "{err}");
 }
 
-/// Starts `grader serve` (as root or the test's user) on a free port; returns it and its URL.
-fn serve(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_grader"))
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--hidden-tests")
-        .arg(common::repo().join("hidden-tests"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server says where it listens")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, format!("http://{addr}"))
-}
-
-#[test]
-fn submit_status_and_history_against_a_real_server() {
-    if !common::require(
-        binary_reachable(),
-        "the grader binary must be reachable by other users",
-    ) {
-        return;
-    }
+/// Starts a roster of one student and a real server on the shared caches: (data folder, server,
+/// its URL, the student's token).
+fn server_with_a_student() -> (tempfile::TempDir, Child, String, String) {
     let data = common::data_dir_sharing_the_caches();
     let csv = data.path().join("roster.csv");
     std::fs::write(&csv, "id,name,email,role\ns1,Ann,ann@example.org,student\n").unwrap();
@@ -233,7 +208,16 @@ fn submit_status_and_history_against_a_real_server() {
         .unwrap()
         .1
         .to_string();
-    let (mut server, url) = serve(data.path());
+    let (server, addr) = common::serve(data.path());
+    (data, server, format!("http://{addr}"), token)
+}
+
+#[test]
+fn submit_status_and_history_against_a_real_server() {
+    if !student_can_run_the_binary() {
+        return;
+    }
+    let (_data, mut server, url, token) = server_with_a_student();
     let home = Home::new();
 
     let login = home.grader(&["login", &url, &token]);
@@ -290,6 +274,87 @@ fn submit_status_and_history_against_a_real_server() {
         "{}",
         text(&down.stderr)
     );
+}
+
+/// A TCP proxy to `upstream` that cuts the first event stream after its first event, as a
+/// dropped connection would. Returns its URL and everything the clients sent through it.
+fn proxy_cutting_the_first_event_stream(
+    upstream: &str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::net::{Shutdown, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&sent);
+    let cut_done = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let mut server = TcpStream::connect(&upstream).unwrap();
+            let (mut from_client, mut to_server) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                    log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if to_server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to_server.shutdown(Shutdown::Write);
+            });
+            let cut_done = Arc::clone(&cut_done);
+            std::thread::spawn(move || {
+                // Server to client; an event stream is cut once its first event went through.
+                let mut stream_from: Option<usize> = None;
+                let mut forwarded = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = server.read(&mut buf) {
+                    if client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    forwarded.extend_from_slice(&buf[..n]);
+                    let seen = text(&forwarded);
+                    if stream_from.is_none() && !cut_done.load(Ordering::SeqCst) {
+                        stream_from = seen.find("text/event-stream");
+                    }
+                    let first_event_done = stream_from.is_some_and(|at| {
+                        seen[at..].contains("event:") && seen[at..].contains("\n\n")
+                    });
+                    if first_event_done && !cut_done.swap(true, Ordering::SeqCst) {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (url, sent)
+}
+
+#[test]
+fn a_dropped_event_stream_is_resumed_with_the_last_event_id() {
+    if !student_can_run_the_binary() {
+        return;
+    }
+    let (_data, mut server, url, token) = server_with_a_student();
+    let (proxy, sent) = proxy_cutting_the_first_event_stream(&url);
+    let home = Home::new();
+    let out = home.grader(&["submit", "reference", "--server", &proxy, "--token", &token]);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_exit(&out, 0);
+    let err = text(&out.stderr);
+    assert!(err.contains("connection dropped; resuming"), "{err}");
+    assert!(text(&out.stdout).contains("Score: 100/100"));
+    let sent = text(&sent.lock().unwrap()).to_ascii_lowercase();
+    assert!(sent.matches("/events").count() >= 2, "{sent}");
+    assert!(sent.contains("last-event-id:"), "{sent}");
 }
 
 /// A listener that answers every request with `response` (the server's rate-limit contract:
