@@ -67,6 +67,26 @@ impl Home {
         self.command(args).output().unwrap()
     }
 
+    /// As [`Home::grader`], on a machine without bubblewrap: the tests (root) hide it in a mount
+    /// namespace of the run's own.
+    fn grader_without_bwrap(&self, args: &[&str]) -> Output {
+        let inner = self.command(args);
+        let bwrap = ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
+            .into_iter()
+            .filter(|p| Path::new(p).exists())
+            .map(|p| format!("mount --bind /dev/null {p} && "))
+            .collect::<String>();
+        let mut outer = Command::new("unshare");
+        outer
+            .args(["--mount", "sh", "-c", &format!("{bwrap}exec \"$@\""), "sh"])
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(self.path())
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        outer.output().unwrap()
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let binary = self.path().join("bin/grader");
         let mut command = if is_root() {
@@ -168,6 +188,21 @@ fn check_as_a_student_prepares_its_cache_once_and_exits_by_the_outcome() {
     assert_exit(&unsandboxed, 1);
     let err = text(&unsandboxed.stderr);
     assert_eq!(err.matches("WITHOUT a sandbox").count(), 1, "{err}");
+    // Without bubblewrap installed, check falls back to that by itself (hiding it needs root).
+    if common::require(is_root(), "root, to hide bubblewrap in a mount namespace") {
+        let fallback = home.grader_without_bwrap(&["check", "reference"]);
+        assert_exit(&fallback, 0);
+        let err = text(&fallback.stderr);
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "one line and no other warning: {err}"
+        );
+        assert!(
+            err.contains("WITHOUT a sandbox (bubblewrap or user namespaces do not work here)"),
+            "{err}"
+        );
+    }
 }
 
 /// Starts a roster of one student and a real server on the shared caches: (data folder, server,

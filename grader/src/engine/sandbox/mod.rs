@@ -412,7 +412,12 @@ impl Sandbox {
     ) -> Result<Sandbox, SandboxError> {
         let mode = options.cgroups;
         let root = geteuid().is_root();
-        let bwrap = find_program("bwrap").ok_or(SandboxError::MissingProgram("bwrap"))?;
+        // Without bubblewrap, only an unsandboxed run is left (where it is allowed).
+        let bwrap = match find_program("bwrap") {
+            Some(bwrap) => Some(bwrap),
+            None if options.unsandboxed != Unsandboxed::Never => None,
+            None => return Err(SandboxError::MissingProgram("bwrap")),
+        };
         let bash = find_program("bash").ok_or(SandboxError::MissingProgram("bash"))?;
         let setpriv = if root {
             Some(find_program("setpriv").ok_or(SandboxError::MissingProgram("setpriv"))?)
@@ -452,7 +457,7 @@ impl Sandbox {
             setup: Setup::new(
                 bash,
                 setpriv,
-                bwrap,
+                bwrap.clone().unwrap_or_default(),
                 Identity::Invoker,
                 toolchain.host_dir().to_owned(),
             ),
@@ -474,6 +479,10 @@ impl Sandbox {
             Unsandboxed::Always => candidates = vec![Identity::Unsandboxed],
         }
         let mut failures = Vec::new();
+        if bwrap.is_none() {
+            candidates = vec![Identity::Unsandboxed];
+            failures.push("bwrap is not installed".to_string());
+        }
         for &identity in &candidates {
             sandbox.setup.identity = identity;
             sandbox.capabilities.identity = identity;
@@ -491,7 +500,8 @@ impl Sandbox {
             let probe = SandboxCommand::new("/usr/bin/true", Vec::<String>::new());
             match sandbox.run(&probe, &Limits::test()) {
                 Ok(result) if result.status.success() => {
-                    if !failures.is_empty() {
+                    // The caller of an allowed unsandboxed fallback says so itself, once.
+                    if !failures.is_empty() && identity != Identity::Unsandboxed {
                         warn!(
                             ?identity,
                             ?failures,

@@ -78,7 +78,14 @@ impl Toolchain {
         fs::create_dir_all(data_dir)?;
         let output = host_tool("rustc", data_dir)
             .args(["--print", "sysroot"])
-            .output()?;
+            .output()
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => io::Error::new(
+                    e.kind(),
+                    "`rustc` is not on PATH: install Rust (rustup) or put its bin folder on PATH",
+                ),
+                _ => e,
+            })?;
         if !output.status.success() {
             return Err(io::Error::other(format!(
                 "`rustc --print sysroot` failed: {}",
