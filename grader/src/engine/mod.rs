@@ -210,6 +210,12 @@ impl Engine {
                 stub
             }
         };
+        // Unsandboxed, the dependencies' paths are the host's, not the sandbox's: a warm cache
+        // built the other way would be rebuilt by every job.
+        let warm_key = match sandbox.probe().identity {
+            sandbox::Identity::Unsandboxed => format!("{key}-unsandboxed"),
+            _ => key,
+        };
         build::warm_up(
             &sandbox,
             &data,
@@ -217,7 +223,7 @@ impl Engine {
             &hidden_tests,
             config.job_dir_bytes,
             &config.build_limits,
-            &key,
+            &warm_key,
         )?;
         Ok(Engine {
             config,
