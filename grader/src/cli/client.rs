@@ -314,6 +314,10 @@ impl Client {
             request = request.header("Last-Event-ID", last);
         }
         let mut response = self.send(request).await?;
+        // The server answers 204 to a client that already saw `done`.
+        if response.status() == StatusCode::NO_CONTENT {
+            return Ok(true);
+        }
         let mut parser = SseParser::default();
         while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(&e))? {
             for event in parser.feed(&chunk) {
