@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::engine::archive;
-use crate::engine::report::{Outcome, Report, Status};
+use crate::engine::assembly::PUBLIC_TESTS;
+use crate::engine::report::{IgnoredFile, Outcome, Report, Status};
 use crate::engine::sandbox::{Identity, Unsandboxed};
 use crate::engine::{cache::DataDir, Config, Engine, Input, Mode, DEFAULT_DATA_DIR};
 
@@ -96,7 +97,9 @@ pub fn check(
             }
         );
     }
-    let report = engine.grade(Input::Path(path), Mode::Public, &super::terminal_progress)?;
+    let mut report = engine.grade(Input::Path(path), Mode::Public, &super::terminal_progress)?;
+    report.ignored_files.extend(replaced_public_tests(path));
+    report.ignored_files.sort_by(|a, b| a.path.cmp(&b.path));
     match format {
         Format::Json => println!(
             "{}",
@@ -108,12 +111,28 @@ pub fn check(
             if !report.ignored_files.is_empty() {
                 println!(
                     "(The grader builds only src/**/*.rs and tests/*.rs, always with its own \
-                     Cargo.toml: the files above are left out, here and on the server.)"
+                     Cargo.toml and its own public tests, here and on the server.)"
                 );
             }
         }
     }
     Ok(exit_code(&report))
+}
+
+/// The student's own copies of the public tests, which the check replaces with the grader's (an
+/// edited copy changes nothing): listed with the ignored files.
+fn replaced_public_tests(path: &Path) -> Vec<IgnoredFile> {
+    let Ok(submission) = archive::from_path(path, &archive::Limits::default()) else {
+        return Vec::new();
+    };
+    PUBLIC_TESTS
+        .iter()
+        .filter(|(file, _)| submission.files().contains_key(*file))
+        .map(|(file, _)| IgnoredFile {
+            path: (*file).to_string(),
+            reason: "the check runs the grader's own copy of the public tests".into(),
+        })
+        .collect()
 }
 
 /// What `grader submit` uploads: a `.tar.gz` of the kept files, and what it leaves out (path,
