@@ -179,7 +179,8 @@ fn check_scores_a_refused_submission_out_of_the_public_tests() {
         Some(&hidden_tests()),
         &["check", dir.path().to_str().unwrap(), "--format", "json"],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A refused crate is unusable input for a student's check (exit 2), with its report.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let report: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report.status, Status::Rejected);
     let public: u32 = grader::engine::suite::public_max_by_category()

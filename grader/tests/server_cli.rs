@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -88,32 +87,6 @@ fn a_roster_mistake_is_named_with_its_line_and_imports_nobody() {
     assert_eq!(token.status.code(), Some(2));
 }
 
-/// Starts `grader serve` on a free port; returns the process and its address.
-fn serve(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_grader"))
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--hidden-tests")
-        .arg(common::repo().join("hidden-tests"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server said where it listens")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining its stderr so that it never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, addr)
-}
-
 /// Polls the submission until `done` says so, with a deadline.
 async fn poll_until(
     client: &reqwest::Client,
@@ -154,7 +127,7 @@ async fn a_server_killed_mid_grading_grades_the_upload_after_a_restart_and_stops
         .to_string();
     let client = reqwest::Client::new();
 
-    let (mut first, addr) = serve(dir.path());
+    let (mut first, addr) = common::serve(dir.path());
     let part =
         reqwest::multipart::Part::bytes(common::reference_archive()).file_name("02_runtime.tar.gz");
     let accepted = client
@@ -173,7 +146,7 @@ async fn a_server_killed_mid_grading_grades_the_upload_after_a_restart_and_stops
     kill(Pid::from_raw(first.id() as i32), Signal::SIGKILL).unwrap();
     first.wait().unwrap();
 
-    let (mut second, addr) = serve(dir.path());
+    let (mut second, addr) = common::serve(dir.path());
     let done = poll_until(&client, &url(&addr), &token, |b| {
         !matches!(b["status"].as_str(), Some("queued" | "running"))
     })

@@ -1,7 +1,10 @@
 //! Command-line interface: `grader grade`, `grader check`, `grader setup`, `grader validate`,
-//! `grader serve` and `grader roster`.
+//! `grader serve` and `grader roster`; for students `check`, `login`, `submit`, `status` and
+//! `history`.
 
+pub mod client;
 pub mod solutions;
+pub mod student;
 pub mod validate;
 
 use std::fmt::Write as _;
@@ -16,7 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::engine::report::{Outcome, Report, Status};
 use crate::engine::suite::{self, HiddenTests, HiddenTestsError};
-use crate::engine::{Config, Engine, EngineError, Input, Mode, Progress, DEFAULT_DATA_DIR};
+use crate::engine::{Config, Engine, EngineError, Input, Mode, Progress};
 use crate::server;
 
 /// Grades `02_runtime` async-runtime crates: sandboxed build, one process per test, rubric scores.
@@ -24,11 +27,12 @@ use crate::server;
 #[command(name = "grader", version)]
 pub struct Cli {
     /// Data folder: toolchain copy, vendored crates, warm build cache, job folders, and the
-    /// server's database (grader.db) and uploads.
+    /// server's database (grader.db) and uploads. Default: /var/lib/runtime-grader for root,
+    /// else $XDG_CACHE_HOME/runtime-grader or ~/.cache/runtime-grader.
     #[arg(
         long,
         env = "GRADER_DATA_DIR",
-        default_value = DEFAULT_DATA_DIR,
+        default_value_os_t = student::default_data_dir(),
         global = true
     )]
     pub data_dir: PathBuf,
@@ -68,11 +72,55 @@ pub enum Command {
         #[arg(long)]
         student: bool,
     },
-    /// Check your crate locally: the same pipeline as the server, on the public tests.
+    /// Check your crate locally: the same pipeline as the server, on the public tests (exit 0
+    /// when all pass, 1 when one fails or the crate does not build, 2 when it cannot be used).
     Check {
         /// Your crate folder (or an archive of it).
         #[arg(default_value = ".")]
         path: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Run without the bubblewrap sandbox even where it works (it is your own code).
+        #[arg(long)]
+        no_sandbox: bool,
+    },
+    /// Save the grading server's address and your token (in ~/.config/runtime-grader/config.toml,
+    /// readable only by you) for submit, status and history.
+    Login {
+        /// The server, e.g. https://grader.example.edu
+        url: String,
+        /// Your API token (from your instructor).
+        token: String,
+    },
+    /// Upload your crate for grading, follow it live and print your report (exit as for check).
+    Submit {
+        /// Your crate folder.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// The server and your token.
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show a submission's report: the given one, else your latest.
+    Status {
+        /// The submission's number.
+        id: Option<i64>,
+        /// The server and your token.
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// List your submissions: time, status, score, late mark.
+    History {
+        /// The server and your token.
+        #[command(flatten)]
+        server: ServerArgs,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -129,6 +177,17 @@ pub enum RosterCommand {
         /// The person's roster id.
         id: String,
     },
+}
+
+/// Where the grading server is and who you are (else what `grader login` saved).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// The grading server's URL.
+    #[arg(long, env = "GRADER_URL")]
+    pub server: Option<String>,
+    /// Your API token.
+    #[arg(long, env = "GRADER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Report formats.
@@ -207,6 +266,9 @@ pub enum CliError {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// Talking to the grading server failed.
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
 }
 
 /// Runs a parsed command line. Arguments are checked before the engine prepares anything, so that a
@@ -214,6 +276,28 @@ pub enum CliError {
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     if let Command::Roster(command) = &cli.command {
         return roster(&cli.data_dir, command);
+    }
+    // Students' commands need no hidden tests.
+    let connect = |s: &ServerArgs| client::Client::new(s.server.clone(), s.token.clone());
+    match &cli.command {
+        Command::Check {
+            path,
+            format,
+            no_sandbox,
+        } => return student::check(cli.data_dir, cli.jobs, path, *format, *no_sandbox),
+        Command::Login { url, token } => {
+            let path = client::login(url, token)?;
+            eprintln!("saved the server and your token in {}", path.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Submit {
+            path,
+            server,
+            format,
+        } => return Ok(connect(server)?.submit(path, *format)?),
+        Command::Status { id, server, format } => return Ok(connect(server)?.status(*id, *format)?),
+        Command::History { server, format } => return Ok(connect(server)?.history(*format)?),
+        _ => {}
     }
     let hidden_dir = match cli.hidden_tests {
         Some(dir) => dir,
@@ -223,7 +307,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let hidden = HiddenTests::open(&hidden_dir)?;
     // Whatever the command, first check what it was given.
     let chosen = match &cli.command {
-        Command::Grade { path, .. } | Command::Check { path, .. } => {
+        Command::Grade { path, .. } => {
             std::fs::metadata(path).map_err(|source| CliError::Unreadable {
                 path: path.clone(),
                 source,
@@ -231,7 +315,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             None
         }
         Command::Validate { repo, only, .. } => Some(validate::select(repo, only.as_deref())?),
-        Command::Setup | Command::Serve { .. } | Command::Roster(_) => None,
+        _ => None,
     };
     eprintln!(
         "hidden tests: {} (version {}, {} tests, {} rubric entries)",
@@ -308,26 +392,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             result?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Roster(_) => unreachable!("handled before the hidden tests are read"),
+        Command::Roster(_)
+        | Command::Check { .. }
+        | Command::Login { .. }
+        | Command::Submit { .. }
+        | Command::Status { .. }
+        | Command::History { .. } => unreachable!("handled before the hidden tests are read"),
         Command::Grade {
             path,
             format,
             student,
         } => (path, format, Mode::Hidden, student),
-        Command::Check { path, format } => (path, format, Mode::Public, false),
     };
     let color = std::io::stdout().is_terminal() && format == Format::Text;
-    let progress = |p: Progress| {
-        if std::io::stderr().is_terminal() {
-            match p {
-                Progress::Checking => eprint!("\rchecking the upload…"),
-                Progress::Building => eprint!("\r\x1b[Kbuilding…"),
-                Progress::Testing { done, total, .. } => eprint!("\r\x1b[Ktesting {done}/{total}"),
-                Progress::Finished => eprint!("\r\x1b[K"),
-            }
-        }
-    };
-    let report = engine.grade(Input::Path(&path), mode, &progress)?;
+    let report = engine.grade(Input::Path(&path), mode, &terminal_progress)?;
     let report = if student {
         report.for_student()
     } else {
@@ -341,6 +419,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Format::Text => print!("{}", render_text(&report, color)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shows the engine's progress on one line of a terminal (nothing when stderr is not one).
+fn terminal_progress(p: Progress) {
+    if std::io::stderr().is_terminal() {
+        match p {
+            Progress::Checking => eprint!("\rchecking the upload…"),
+            Progress::Building => eprint!("\r\x1b[Kbuilding…"),
+            Progress::Testing { done, total, .. } => eprint!("\r\x1b[Ktesting {done}/{total}"),
+            Progress::Finished => eprint!("\r\x1b[K"),
+        }
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+    }
 }
 
 /// Runs a roster command on the data folder's database.

@@ -43,8 +43,9 @@ const PUBLIC_TEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Config {
     /// The data folder (toolchain copy, vendored crates, warm target, job folders).
     pub data_dir: PathBuf,
-    /// The hidden tests package with its `rubric.toml`.
-    pub hidden_tests: PathBuf,
+    /// The hidden tests package with its `rubric.toml`; `None` for an engine that runs only the
+    /// public tests (`grader check`, where students have no hidden tests).
+    pub hidden_tests: Option<PathBuf>,
     /// Test processes run at once.
     pub jobs: usize,
     /// Limits of the build.
@@ -63,8 +64,16 @@ impl Config {
     /// The defaults, with the given data folder and hidden tests.
     pub fn new(data_dir: PathBuf, hidden_tests: PathBuf) -> Config {
         Config {
+            hidden_tests: Some(hidden_tests),
+            ..Config::public_only(data_dir)
+        }
+    }
+
+    /// The defaults for an engine without hidden tests: it grades only in [`Mode::Public`].
+    pub fn public_only(data_dir: PathBuf) -> Config {
+        Config {
             data_dir,
-            hidden_tests,
+            hidden_tests: None,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             build_limits: Limits::build(),
             test_limits: Limits::test(),
@@ -161,7 +170,8 @@ struct Built {
 pub struct Engine {
     config: Config,
     sandbox: Sandbox,
-    rubric: Rubric,
+    /// `None` without hidden tests.
+    rubric: Option<Rubric>,
     data: DataDir,
     /// This engine's job folders and scratch files (leftovers of crashed engines are cleared first).
     jobs: JobsArea,
@@ -171,9 +181,14 @@ impl Engine {
     /// Prepares everything once: the toolchain copy, the vendored crates and the warm target folder
     /// (built in the sandbox exactly as jobs build, so that jobs only compile the student's crate).
     pub fn new(config: Config) -> Result<Engine, EngineError> {
-        let rubric = crate::engine::suite::HiddenTests::open(&config.hidden_tests)
-            .map_err(|e| EngineError::Setup(e.to_string()))?
-            .into_rubric();
+        let rubric = match &config.hidden_tests {
+            Some(dir) => Some(
+                crate::engine::suite::HiddenTests::open(dir)
+                    .map_err(|e| EngineError::Setup(e.to_string()))?
+                    .into_rubric(),
+            ),
+            None => None,
+        };
         let data = DataDir::open(&config.data_dir)?;
         let _lock = data.lock()?;
         let jobs = data.start_jobs()?;
@@ -181,14 +196,34 @@ impl Engine {
         let key = cache::dependency_key(toolchain.version());
         cache::vendor(&data, &key).map_err(|e| EngineError::Setup(e.to_string()))?;
         let sandbox = Sandbox::with_options(toolchain, config.sandbox)?;
+        // The warm cache holds the dependencies, which are the same whatever the hidden tests
+        // are: without them, an empty package of theirs builds it.
+        let hidden_tests = match &config.hidden_tests {
+            Some(dir) => dir.clone(),
+            None => {
+                let stub = jobs.path().join("no-hidden-tests");
+                std::fs::create_dir_all(stub.join("src"))?;
+                std::fs::create_dir_all(stub.join("tests"))?;
+                std::fs::write(stub.join("src/lib.rs"), "//! No hidden tests.\n")?;
+                // A test target, so that building the package's tests builds its dependencies.
+                std::fs::write(stub.join("tests/none.rs"), "//! No hidden tests.\n")?;
+                stub
+            }
+        };
+        // Unsandboxed, the dependencies' paths are the host's, not the sandbox's: a warm cache
+        // built the other way would be rebuilt by every job.
+        let warm_key = match sandbox.probe().identity {
+            sandbox::Identity::Unsandboxed => format!("{key}-unsandboxed"),
+            _ => key,
+        };
         build::warm_up(
             &sandbox,
             &data,
             jobs.path(),
-            &config.hidden_tests,
+            &hidden_tests,
             config.job_dir_bytes,
             &config.build_limits,
-            &key,
+            &warm_key,
         )?;
         Ok(Engine {
             config,
@@ -199,9 +234,14 @@ impl Engine {
         })
     }
 
-    /// The rubric in use.
-    pub fn rubric(&self) -> &Rubric {
-        &self.rubric
+    /// The rubric in use (`None` without hidden tests).
+    pub fn rubric(&self) -> Option<&Rubric> {
+        self.rubric.as_ref()
+    }
+
+    /// Who runs the sandboxed programs ([`sandbox::Identity::Unsandboxed`] when nothing does).
+    pub fn sandbox_identity(&self) -> sandbox::Identity {
+        self.sandbox.probe().identity
     }
 
     /// The configuration in use.
@@ -230,6 +270,11 @@ impl Engine {
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<Vec<Report>, EngineError> {
         let started = Instant::now();
+        if mode == Mode::Hidden && self.rubric.is_none() {
+            return Err(EngineError::Setup(
+                "this engine has no hidden tests; it runs only the public tests".into(),
+            ));
+        }
         let built = match self.build_stage(input, mode, progress)? {
             Stage::Done(mut report) => {
                 report.timings.total_ms = millis(started.elapsed());
@@ -278,7 +323,11 @@ impl Engine {
         let job = JobDir::create(self.jobs.path(), self.config.job_dir_bytes)?;
         let suite = self.suite(mode);
         assembly::assemble(job.path(), &files, &suite)?;
-        let with_bins = mode == Mode::Hidden && self.rubric.binaries().next().is_some();
+        let with_bins = mode == Mode::Hidden
+            && self
+                .rubric
+                .as_ref()
+                .is_some_and(|r| r.binaries().next().is_some());
         let build = build::build(
             &self.sandbox,
             &self.data,
@@ -300,7 +349,11 @@ impl Engine {
             &build.artifacts.test_binaries,
         )?;
         let plan = match mode {
-            Mode::Hidden => runner::plan_rubric(&self.rubric, &listed, &build.artifacts.bins),
+            Mode::Hidden => runner::plan_rubric(
+                self.rubric.as_ref().expect("checked in grade_repeatedly"),
+                &listed,
+                &build.artifacts.bins,
+            ),
             Mode::Public => {
                 // Public tests are known only once listed.
                 let (tests, max) = rubric::public_tests(listed.keys());
@@ -359,7 +412,12 @@ impl Engine {
     /// The tests a mode runs.
     fn suite(&self, mode: Mode) -> Suite {
         match mode {
-            Mode::Hidden => Suite::Hidden(self.config.hidden_tests.clone()),
+            Mode::Hidden => Suite::Hidden(
+                self.config
+                    .hidden_tests
+                    .clone()
+                    .expect("checked in grade_repeatedly"),
+            ),
             Mode::Public => Suite::Public,
         }
     }
@@ -367,7 +425,10 @@ impl Engine {
     /// A report with every check `not_run` and every category at zero.
     fn unscored_report(&self, mode: Mode) -> Report {
         let (tests, max) = match mode {
-            Mode::Hidden => (self.rubric.unscored(), self.rubric.max_by_category()),
+            Mode::Hidden => {
+                let rubric = self.rubric.as_ref().expect("checked in grade_repeatedly");
+                (rubric.unscored(), rubric.max_by_category())
+            }
             Mode::Public => (Vec::new(), crate::engine::suite::public_max_by_category()),
         };
         let limits = LimitsReport {

@@ -122,7 +122,8 @@ async fn attempt(
     let events = state.events.clone();
     tokio::task::spawn_blocking(move || {
         // Read per grading: the version names the tests that actually ran.
-        let version = HiddenTests::open(&engine.config().hidden_tests)
+        let dir = engine.config().hidden_tests.as_deref();
+        let version = HiddenTests::open(dir.ok_or("the engine has no hidden tests")?)
             .map_err(|e| format!("hidden tests: {e}"))?
             .version()
             .to_string();

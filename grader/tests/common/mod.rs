@@ -3,8 +3,9 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::io::Write;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use grader::engine::{Config, DEFAULT_DATA_DIR};
 
@@ -109,4 +110,31 @@ pub fn reference_archive() -> Vec<u8> {
     tar.append_path_with_name(reference.join("Cargo.toml"), "02_runtime/Cargo.toml")
         .unwrap();
     tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// Starts `grader serve` (the repository's hidden tests, one worker) on a free port; returns the
+/// process and its address (`127.0.0.1:PORT`).
+pub fn serve(data: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_grader"))
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--hidden-tests")
+        .arg(repo().join("hidden-tests"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server said where it listens")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining its stderr so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
 }

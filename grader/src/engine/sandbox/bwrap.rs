@@ -15,6 +15,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{mkfifo, Pid};
 use serde::Serialize;
 
+use super::host::PathMap;
 use super::toolchain::TOOLCHAIN_MOUNT;
 use super::{Limits, SandboxCommand, SANDBOX_GID, SANDBOX_UID};
 
@@ -35,7 +36,15 @@ for fd in /proc/$$/fd/*; do
   if [ "$fd" -gt 2 ] && [ -e "/proc/$$/fd/$fd" ]; then exec {fd}>&-; fi
 done
 exec 3>"$fifo" || exit 125
-exec "$@""#;
+"#;
+
+/// How the wrapper ends in a sandbox: bwrap replaces it and reports the exit code on fd 3.
+const EXEC_BWRAP: &str = r#"exec "$@""#;
+
+/// How the wrapper ends unsandboxed: it runs the program (without fd 3), then reports its exit
+/// code on fd 3 and exits with it, as bwrap does (128 + N for a death by signal N).
+const RUN_UNSANDBOXED: &str =
+    r#""$@" 3>&-; code=$?; echo "{\"exit-code\": $code}" >&3; exit $code"#;
 
 /// `PATH` inside the sandbox: the toolchain first, never a rustup proxy.
 const SANDBOX_PATH: &str = "/opt/rust/bin:/usr/bin:/bin";
@@ -65,6 +74,10 @@ pub enum Identity {
     RootMapped,
     /// We are not root: bwrap runs as the invoking user.
     Invoker,
+    /// No sandbox at all: the program runs as the invoking user on the host, with the mounts
+    /// emulated by path translation (see `host.rs`). Only where the caller allowed it
+    /// ([`super::SandboxOptions::unsandboxed`]): `grader check` on a student's own machine.
+    Unsandboxed,
 }
 
 impl Identity {
@@ -74,6 +87,7 @@ impl Identity {
             Identity::Unprivileged => "unprivileged",
             Identity::RootMapped => "root-mapped",
             Identity::Invoker => "invoker",
+            Identity::Unsandboxed => "unsandboxed",
         }
     }
 }
@@ -117,21 +131,11 @@ impl Setup {
         cgroup_procs: &[PathBuf],
         status_fifo: &Path,
     ) -> Command {
-        let mut command = Command::new(&self.bash);
+        let mut command = self.wrapper(EXEC_BWRAP, rlimits, cgroup_procs, status_fifo);
         command
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .current_dir("/")
-            .arg("-c")
-            .arg(WRAPPER)
-            .arg("sandbox-wrapper")
-            .arg(status_fifo)
-            .args(cgroup_procs)
-            .arg("--");
-        for (option, value) in rlimits {
-            command.arg(option).arg(value.to_string());
-        }
-        command.arg("--");
+            .current_dir("/");
         if let (Identity::Unprivileged, Some(setpriv)) = (self.identity, &self.setpriv) {
             command.arg(setpriv).args([
                 format!("--reuid={SANDBOX_UID}"),
@@ -142,6 +146,55 @@ impl Setup {
             ]);
         }
         command.arg(&self.bwrap).args(self.bwrap_args(cmd, limits));
+        command
+    }
+
+    /// The command for an unsandboxed run of `cmd`: the wrapper runs it with its paths, working
+    /// folder and allowlisted environment translated to the host's by `paths`, in a process group
+    /// of its own.
+    pub(super) fn unsandboxed_command(
+        &self,
+        cmd: &SandboxCommand,
+        paths: &PathMap,
+        rlimits: &[(&str, u64)],
+        cgroup_procs: &[PathBuf],
+        status_fifo: &Path,
+    ) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut command = self.wrapper(RUN_UNSANDBOXED, rlimits, cgroup_procs, status_fifo);
+        command
+            .env_clear()
+            .current_dir(paths.to_host(&cmd.cwd))
+            .process_group(0);
+        for (key, value) in environment(cmd) {
+            command.env(key, paths.to_host(&value));
+        }
+        command
+            .arg(paths.to_host(&cmd.program))
+            .args(cmd.args.iter().map(|a| paths.to_host(a)));
+        command
+    }
+
+    /// The wrapper shell with its arguments up to the program, ending with `tail`.
+    fn wrapper(
+        &self,
+        tail: &str,
+        rlimits: &[(&str, u64)],
+        cgroup_procs: &[PathBuf],
+        status_fifo: &Path,
+    ) -> Command {
+        let mut command = Command::new(&self.bash);
+        command
+            .arg("-c")
+            .arg(format!("{WRAPPER}{tail}"))
+            .arg("sandbox-wrapper")
+            .arg(status_fifo)
+            .args(cgroup_procs)
+            .arg("--");
+        for (option, value) in rlimits {
+            command.arg(option).arg(value.to_string());
+        }
+        command.arg("--");
         command
     }
 

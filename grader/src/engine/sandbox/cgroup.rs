@@ -52,6 +52,11 @@ pub enum Mechanism {
     Rlimit,
     /// Killing the sandbox's pid 1, which makes the kernel kill its whole pid namespace.
     PidNamespace,
+    /// Killing the run's process group (unsandboxed runs without a cgroup to kill through).
+    ProcessGroup,
+    /// Nothing enforces it (unsandboxed runs: `RLIMIT_NPROC` would count every process of the
+    /// student's own account).
+    Unenforced,
 }
 
 impl Mechanism {
@@ -61,6 +66,8 @@ impl Mechanism {
             Mechanism::CgroupV1 => "cgroup-v1",
             Mechanism::Rlimit => "rlimit",
             Mechanism::PidNamespace => "pid-namespace",
+            Mechanism::ProcessGroup => "process-group",
+            Mechanism::Unenforced => "none",
         }
     }
 }
@@ -231,7 +238,7 @@ impl Hierarchies {
                 continue;
             };
             let base = mount.dir_of(own_path).join(BASE_NAME);
-            if fs::create_dir_all(&base).is_err() || !base.join(file).exists() {
+            if !usable_base(&base, file) {
                 continue;
             }
             let index = match self.bases.iter().position(|b| *b == base) {
@@ -369,7 +376,7 @@ impl V2Subtree {
     /// the root: cgroup v2 allows processes only in leaves.
     fn enable(parent: &Path) -> Option<V2Subtree> {
         let base = parent.join(BASE_NAME);
-        if fs::create_dir_all(&base).is_err() || !base.join("cgroup.procs").exists() {
+        if !usable_base(&base, "cgroup.procs") {
             return None;
         }
         let available = read_string(&parent.join("cgroup.controllers"));
@@ -390,6 +397,15 @@ impl V2Subtree {
             base,
         })
     }
+}
+
+/// Creates the base folder `base` if needed; usable when it has the controller's `file` and we may
+/// create run cgroups in it (it may exist already, made by another user's grader).
+fn usable_base(base: &Path, file: &str) -> bool {
+    use nix::unistd::{access, AccessFlags};
+    fs::create_dir_all(base).is_ok()
+        && base.join(file).exists()
+        && access(base, AccessFlags::W_OK | AccessFlags::X_OK).is_ok()
 }
 
 /// Moves this process into `own_dir/runtime-grader-supervisor` when it is the only process in

@@ -67,6 +67,7 @@
 
 mod bwrap;
 mod cgroup;
+mod host;
 mod jobdir;
 mod pipes;
 mod toolchain;
@@ -318,6 +319,21 @@ pub struct SandboxOptions {
     /// unprivileged user: the operator's explicit choice of a weaker sandbox. Without it the
     /// sandbox refuses to start ([`SandboxError::UnprivilegedUnavailable`]).
     pub allow_root_mapped: bool,
+    /// Whether runs may go without a sandbox ([`Identity::Unsandboxed`]). Only `grader check`
+    /// allows it (the student's own code on their own machine); never grading or the server.
+    pub unsandboxed: Unsandboxed,
+}
+
+/// Whether a [`Sandbox`] may run programs without bubblewrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unsandboxed {
+    /// Never: without a working bubblewrap the sandbox refuses to start.
+    #[default]
+    Never,
+    /// Only when no bubblewrap identity works here.
+    Fallback,
+    /// Always (the student asked for it).
+    Always,
 }
 
 /// The kernel settings that can forbid unprivileged user namespaces, with the value they need.
@@ -396,7 +412,12 @@ impl Sandbox {
     ) -> Result<Sandbox, SandboxError> {
         let mode = options.cgroups;
         let root = geteuid().is_root();
-        let bwrap = find_program("bwrap").ok_or(SandboxError::MissingProgram("bwrap"))?;
+        // Without bubblewrap, only an unsandboxed run is left (where it is allowed).
+        let bwrap = match find_program("bwrap") {
+            Some(bwrap) => Some(bwrap),
+            None if options.unsandboxed != Unsandboxed::Never => None,
+            None => return Err(SandboxError::MissingProgram("bwrap")),
+        };
         let bash = find_program("bash").ok_or(SandboxError::MissingProgram("bash"))?;
         let setpriv = if root {
             Some(find_program("setpriv").ok_or(SandboxError::MissingProgram("setpriv"))?)
@@ -436,7 +457,7 @@ impl Sandbox {
             setup: Setup::new(
                 bash,
                 setpriv,
-                bwrap,
+                bwrap.clone().unwrap_or_default(),
                 Identity::Invoker,
                 toolchain.host_dir().to_owned(),
             ),
@@ -447,21 +468,40 @@ impl Sandbox {
             fifo_dir,
             capabilities,
         };
-        let candidates: &[Identity] = match (root, options.allow_root_mapped) {
-            (true, true) => &[Identity::Unprivileged, Identity::RootMapped],
-            (true, false) => &[Identity::Unprivileged],
-            (false, _) => &[Identity::Invoker],
+        let mut candidates = match (root, options.allow_root_mapped) {
+            (true, true) => vec![Identity::Unprivileged, Identity::RootMapped],
+            (true, false) => vec![Identity::Unprivileged],
+            (false, _) => vec![Identity::Invoker],
         };
+        match options.unsandboxed {
+            Unsandboxed::Never => {}
+            Unsandboxed::Fallback => candidates.push(Identity::Unsandboxed),
+            Unsandboxed::Always => candidates = vec![Identity::Unsandboxed],
+        }
         let mut failures = Vec::new();
-        for &identity in candidates {
+        if bwrap.is_none() {
+            candidates = vec![Identity::Unsandboxed];
+            failures.push("bwrap is not installed".to_string());
+        }
+        for &identity in &candidates {
             sandbox.setup.identity = identity;
             sandbox.capabilities.identity = identity;
             sandbox.capabilities.enforcement.identity = identity;
             sandbox.capabilities.unprivileged_uid = identity == Identity::Unprivileged;
+            if identity == Identity::Unsandboxed {
+                let e = &mut sandbox.capabilities.enforcement;
+                if e.kill == Mechanism::PidNamespace {
+                    e.kill = Mechanism::ProcessGroup;
+                }
+                if e.tasks == Mechanism::Rlimit {
+                    e.tasks = Mechanism::Unenforced;
+                }
+            }
             let probe = SandboxCommand::new("/usr/bin/true", Vec::<String>::new());
             match sandbox.run(&probe, &Limits::test()) {
                 Ok(result) if result.status.success() => {
-                    if !failures.is_empty() {
+                    // The caller of an allowed unsandboxed fallback says so itself, once.
+                    if !failures.is_empty() && identity != Identity::Unsandboxed {
                         warn!(
                             ?identity,
                             ?failures,
@@ -518,13 +558,23 @@ impl Sandbox {
             .map_err(SandboxError::Cgroup)?;
         let mut fifo = StatusFifo::create(self.fifo_dir.path().join(&name))?;
         let enforcement = self.capabilities.enforcement;
-        let mut command = self.setup.command(
-            cmd,
-            limits,
-            &rlimits(&enforcement, limits),
-            &cgroup.procs_files(),
-            fifo.path(),
-        );
+        let rlimits = rlimits(&enforcement, limits);
+        let unsandboxed = match self.setup.identity {
+            Identity::Unsandboxed => Some(self.unsandboxed_run(cmd, &name)?),
+            _ => None,
+        };
+        let mut command = match &unsandboxed {
+            Some((paths, _tmp)) => self.setup.unsandboxed_command(
+                cmd,
+                paths,
+                &rlimits,
+                &cgroup.procs_files(),
+                fifo.path(),
+            ),
+            None => self
+                .setup
+                .command(cmd, limits, &rlimits, &cgroup.procs_files(), fifo.path()),
+        };
         command
             .stdin(if cmd.stdin.is_some() {
                 Stdio::piped()
@@ -548,6 +598,9 @@ impl Sandbox {
         let supervised = self.supervise(&mut child, &cgroup, &mut fifo, limits, start);
         let wall = start.elapsed();
         // Stragglers (daemons, orphans) die now; then every writer of the pipes is gone.
+        if unsandboxed.is_some() {
+            kill_process_group(&child);
+        }
         let killed = cgroup.kill_all();
         let (os_status, killed_for) = supervised.inspect_err(|_| {
             let _ = child.kill();
@@ -559,8 +612,12 @@ impl Sandbox {
         if let Some(init) = fifo.sandbox_init() {
             wait_until_gone(init).map_err(SandboxError::Cleanup)?;
         }
-        let stdout = stdout.finish();
-        let stderr = stderr.finish();
+        let mut stdout = stdout.finish();
+        let mut stderr = stderr.finish();
+        if let Some((paths, _tmp)) = &unsandboxed {
+            stdout.bytes = paths.to_inside(&stdout.bytes);
+            stderr.bytes = paths.to_inside(&stderr.bytes);
+        }
         if let Some(feeder) = feeder {
             let _ = feeder.join();
         }
@@ -642,12 +699,31 @@ impl Sandbox {
         Ok((child.wait()?, killed_for))
     }
 
+    /// The path translation of an unsandboxed run of `cmd` and its private `/tmp` (removed when
+    /// dropped); the cargo configuration in its working folder is translated too.
+    fn unsandboxed_run(
+        &self,
+        cmd: &SandboxCommand,
+        name: &str,
+    ) -> Result<(host::PathMap, tempfile::TempDir), SandboxError> {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{name}-tmp-"))
+            .tempdir_in(self.fifo_dir.path())?;
+        let toolchain = (self.toolchain.host_dir(), TOOLCHAIN_MOUNT);
+        let paths = host::PathMap::new(cmd, toolchain, tmp.path())?;
+        paths.rewrite_cargo_configs(Path::new(&paths.to_host(&cmd.cwd)))?;
+        Ok((paths, tmp))
+    }
+
     fn kill_run(
         &self,
         child: &mut Child,
         cgroup: &RunCgroup,
         fifo: &mut StatusFifo,
     ) -> Result<(), SandboxError> {
+        if self.setup.identity == Identity::Unsandboxed {
+            kill_process_group(child);
+        }
         if self.capabilities.enforcement.kill == Mechanism::PidNamespace {
             if let Some(init) = fifo.sandbox_init() {
                 init.kill();
@@ -656,6 +732,13 @@ impl Sandbox {
         }
         cgroup.kill_all().map_err(SandboxError::Cleanup)
     }
+}
+
+/// SIGKILLs the process group an unsandboxed run started (its id is the wrapper's pid, which the
+/// kernel does not hand out again while the group has members).
+fn kill_process_group(child: &Child) {
+    let group = Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
 }
 
 /// A channel that gets a message once `child` has exited, leaving it unreaped (`WNOWAIT`) so that
