@@ -86,7 +86,8 @@ pub struct Line {
 struct GradebookPage {
     layout: Layout,
     q: String,
-    columns: Vec<String>,
+    /// The categories' names in words (`missed wake`), so that headings can wrap.
+    headings: Vec<String>,
     lines: Vec<Line>,
     total_submissions: i64,
 }
@@ -180,7 +181,7 @@ async fn gradebook(
             layout: Layout::of(&state, &session.0).await?,
             total_submissions: lines.iter().map(|l| l.submissions).sum(),
             q,
-            columns,
+            headings: columns.iter().map(|c| c.replace('_', " ")).collect(),
             lines,
         },
     )
