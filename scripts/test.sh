@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # The one command that runs every test of runtime-grader (CI's .ci/run calls it).
-# On a fresh machine it first installs what the tests need: bubblewrap from Debian's packages and the
-# crates from crates.io (the only network step; grading itself runs offline).
+# On a fresh machine it first installs what the tests need: bubblewrap, Chromium and npm from Debian's
+# packages, the crates from crates.io and playwright-core from npm (grading itself runs offline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v bwrap >/dev/null 2>&1; then
-    echo "== installing bubblewrap"
+# Installs Debian packages (as root directly, else through sudo).
+apt_install() {
+    echo "== installing $*"
     if [ "$(id -u)" -eq 0 ]; then
-        apt-get update -qq && apt-get install -y -qq bubblewrap
+        apt-get update -qq && apt-get install -y -qq "$@"
     else
-        sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap
+        sudo apt-get update -qq && sudo apt-get install -y -qq "$@"
     fi
-fi
+}
+
+command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
+# The browser tests: Debian's Chromium, driven by playwright-core from npm (no browser download).
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 
 echo "== fetching crates"
 cargo fetch --locked
@@ -27,3 +33,7 @@ cargo run --locked --quiet -p grader -- setup --hidden-tests hidden-tests
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
+
+echo "== browser tests (the web pages in headless Chromium against a real grader serve)"
+cargo build --locked --quiet -p grader
+(cd grader/tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
