@@ -95,7 +95,8 @@ before(async () => {
     server.stderr.on("data", (chunk) => {
       process.stderr.write(chunk);
       seen += chunk;
-      const m = seen.match(/listening on (http:\/\/[0-9.:]+)/);
+      // The whole line: a chunk may end in the middle of the port.
+      const m = seen.match(/listening on (http:\/\/[0-9.:]+) with/);
       if (m) resolve(m[1]);
     });
     server.on("exit", (code) => reject(new Error(`grader serve exited with ${code}: ${seen}`)));
@@ -229,9 +230,6 @@ test("a buggy variant shows the failing category and its hints, and no hidden te
   );
   assert.ok(failed.some((t) => t.category === "priority"), JSON.stringify(failed));
   assert.ok(failed.every((t) => t.hint.startsWith("Hint:")), "a failed test without its hint");
-  const hidden = failed.filter((t) => /^hidden test \d+$/.test(t.name));
-  assert.ok(hidden.length > 0, "no hidden test failed: the variant no longer checks hiding");
-  assert.ok(hidden.every((t) => !t.output), "a hidden test shows its output to a student");
   // No name of a hidden test anywhere on the student's page.
   const html = await page.content();
   const rubric = fs.readFileSync(path.join(repo, "hidden-tests/rubric.toml"), "utf8");
@@ -239,6 +237,9 @@ test("a buggy variant shows the failing category and its hints, and no hidden te
     const name = entry.match(/name = "([^"]+)"/)[1];
     if (/visible = false/.test(entry)) assert.ok(!html.includes(name), `hidden test ${name} is named`);
   }
+  const hidden = failed.filter((t) => /^hidden test \d+$/.test(t.name));
+  assert.ok(hidden.length > 0, "no hidden test failed: the variant no longer checks hiding");
+  assert.ok(hidden.every((t) => !t.output), "a hidden test shows its output to a student");
   await screenshots(page, "submission-buggy");
   await context.close();
 });
