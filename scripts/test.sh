@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test of runtime-grader (CI's .ci/run calls it).
-# On a fresh machine it first installs what the tests need: bubblewrap, Chromium and npm from Debian's
-# packages, the crates from crates.io and playwright-core from npm (grading itself runs offline).
+# On a fresh machine it first installs what the tests need: bubblewrap, Chromium, npm and Java from
+# Debian's packages, the crates from crates.io, playwright-core and the Nu HTML checker from npm
+# (grading itself runs offline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
 # The browser tests: Debian's Chromium, driven by playwright-core from npm (no browser download).
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+# The Nu HTML checker (npm's vnu-jar) that checks every page the browser tests visit runs on Java.
+command -v java >/dev/null 2>&1 || apt_install default-jre-headless
 
 echo "== fetching crates"
 cargo fetch --locked

@@ -61,6 +61,7 @@ before(async () => {
     fs.symlinkSync(path.join(prepared, part), path.join(dataDir, part));
   }
   fs.mkdirSync(shots, { recursive: true });
+  fs.mkdirSync(path.join(work, "html"));
 
   const roster = path.join(work, "roster.csv");
   fs.writeFileSync(
@@ -128,8 +129,17 @@ async function logIn(who, options = {}) {
   return { context, page };
 }
 
-/// Desktop and 390 px screenshots of the page as it is (its first 1600 px: long reports go on).
+/// Keeps the server's HTML of the page now shown (fetched again with the page's cookies), for the
+/// HTML checker at the end.
+async function keepHtml(page, name) {
+  const response = await page.context().request.get(page.url(), { failOnStatusCode: false });
+  fs.writeFileSync(path.join(work, "html", `${name}.html`), await response.text());
+}
+
+/// Desktop and 390 px screenshots of the page as it is (its first 1600 px: long reports go on),
+/// whose HTML is also kept for the checker.
 async function screenshots(page, name) {
+  await keepHtml(page, name);
   const size = page.viewportSize();
   const shoot = async (file) => {
     const height = Math.min(1600, await page.evaluate(() => document.documentElement.scrollHeight));
@@ -271,6 +281,7 @@ test("a crate that does not compile shows the diagnostic beside the offending li
   const response = await page.goto(`${base}/submissions/${submissions.reference}`);
   assert.equal(response.status(), 404);
   assert.ok(!(await page.content()).includes("100/100"));
+  await keepHtml(page, "not-found");
   await context.close();
 });
 
@@ -301,7 +312,19 @@ test("an instructor sees both students, sorts, filters and opens a drill-down wi
 
   await page.goto(`${base}/students/s2`);
   assert.match(await page.title(), /Alan Turing/);
+  await keepHtml(page, "student-s2");
   await page.goto(`${base}/submissions/${submissions.broken}`);
   assert.ok((await page.$$("#files table.code")).length > 0);
   await context.close();
+});
+
+test("every page kept above is valid HTML (the Nu HTML checker)", () => {
+  const files = fs.readdirSync(path.join(work, "html")).map((f) => path.join(work, "html", f));
+  assert.ok(files.length >= 8, `only ${files.length} pages kept`);
+  const jar = path.join(path.dirname(fileURLToPath(import.meta.url)), "node_modules/vnu-jar/build/dist/vnu.jar");
+  try {
+    execFileSync("java", ["-jar", jar, "--errors-only", "--format", "text", ...files], { encoding: "utf8", stdio: "pipe" });
+  } catch (e) {
+    assert.fail(`the HTML checker found errors:\n${e.stderr}${e.stdout}`);
+  }
 });
