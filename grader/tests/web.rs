@@ -434,6 +434,36 @@ async fn a_build_failure_shows_the_students_line_and_hides_hidden_tests_from_stu
 }
 
 #[tokio::test]
+async fn a_refused_upload_shows_its_reasons_with_file_and_line() {
+    let site = Site::new().await;
+    let s1 = site.log_in("s1").await;
+    let csrf = csrf_of(&site.get("/dashboard", &s1).await.body);
+    site.upload(&s1, Some(&csrf)).await;
+    let report = json!({
+        "status": "rejected", "score": 0, "max_score": 3,
+        "message": "your code reaches outside the exercise",
+        "categories": {"timer": {"score": 0, "max_score": 3}}, "tests": [],
+        "diagnostics": [{"file": "src/lib.rs", "line": 5, "level": "refused",
+                         "message": "`std::process` is not allowed", "rendered": ""}],
+        "ignored_files": [],
+        "limits": {"build_wall_secs": 1, "build_memory_bytes": 1, "test_memory_bytes": 1,
+                   "test_tasks": 1, "output_bytes": 1, "enforcement": "test"},
+        "timings": {"build_ms": 0, "run_ms": 0, "total_ms": 0}
+    });
+    sqlx::query("UPDATE submissions SET status = 'rejected', score = 0, report = ? WHERE id = 1")
+        .bind(report.to_string())
+        .execute(&site.server.state().db)
+        .await
+        .unwrap();
+    let page = site.get("/submissions/1", &s1).await.body;
+    assert!(page.contains("Why it was refused"), "{page}");
+    assert!(page
+        .contains("<code class=\"location\">src/lib.rs:5</code>: `std::process` is not allowed"));
+    assert!(page.contains("<tr class=\"mark\"><th scope=\"row\">5</th>"));
+    assert!(page.contains("your code reaches outside the exercise"));
+}
+
+#[tokio::test]
 async fn the_stylesheet_and_script_are_served_with_long_cache_headers() {
     let site = Site::new().await;
     let login = site
