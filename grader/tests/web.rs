@@ -417,7 +417,7 @@ async fn a_build_failure_shows_the_students_line_and_hides_hidden_tests_from_stu
     let full = site.get("/submissions/1", &t1).await.body;
     assert!(full.contains("secret_hidden_timer_test"));
     assert!(full.contains("SECRET OUTPUT"));
-    assert!(full.contains("Person s1 (s1)"));
+    assert!(full.contains("<a href=\"/students/s1\">Person s1</a> (s1)"));
     assert!(full.contains("id=\"files\""));
     assert!(full.contains("<code>src/executor.rs</code>"));
 

@@ -140,6 +140,8 @@ async function keepHtml(page, name) {
 /// whose HTML is also kept for the checker.
 async function screenshots(page, name) {
   await keepHtml(page, name);
+  // Clicks scroll wide tables sideways; the pictures show them as a reader first sees them.
+  await page.evaluate(() => document.querySelectorAll(".scroll").forEach((s) => { s.scrollLeft = 0; }));
   const size = page.viewportSize();
   const shoot = async (file) => {
     const height = Math.min(1600, await page.evaluate(() => document.documentElement.scrollHeight));

@@ -167,8 +167,8 @@ struct SubmissionPage {
     /// Whether it waits or is being graded (the page listens to its events).
     live: bool,
     position: Option<i64>,
-    /// Whose it is (instructors only).
-    owner: Option<String>,
+    /// Whose it is: roster id and name (instructors only).
+    owner: Option<(String, String)>,
     hidden_version: Option<String>,
     /// Why grading itself failed (the student's message, or the error for instructors).
     error: Option<String>,
@@ -278,7 +278,7 @@ async fn show(
             .bind(&row.person_id)
             .fetch_one(&state.db)
             .await?;
-        Some(format!("{name} ({})", row.person_id))
+        Some((row.person_id.clone(), name))
     } else {
         None
     };
