@@ -157,11 +157,26 @@ async function screenshots(page, name) {
   await page.setViewportSize(size);
 }
 
-/// Uploads `file` through the dashboard's form and returns the submission's id (from the page the
+/// Uploads `file` through the dashboard's form, chosen with the file input or (`drop`) dropped on
+/// the form as a browser drops a dragged file, and returns the submission's id (from the page the
 /// form leads to).
-async function upload(page, file) {
+async function upload(page, file, { drop = false } = {}) {
   await page.goto(base + "/dashboard");
-  await page.setInputFiles("#file", file);
+  if (drop) {
+    const transfer = await page.evaluateHandle(
+      ({ bytes, name }) => {
+        const data = Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0));
+        const t = new DataTransfer();
+        t.items.add(new File([data], name, { type: "application/gzip" }));
+        return t;
+      },
+      { bytes: fs.readFileSync(file).toString("base64"), name: path.basename(file) },
+    );
+    await page.dispatchEvent("[data-dropzone]", "drop", { dataTransfer: transfer });
+    assert.equal(await page.textContent("[data-dropzone-name]"), "Selected: " + path.basename(file));
+  } else {
+    await page.setInputFiles("#file", file);
+  }
   await Promise.all([page.waitForURL(/\/submissions\/\d+$/), page.click("#upload-form button[type=submit]")]);
   return Number(page.url().match(/(\d+)$/)[1]);
 }
@@ -171,7 +186,7 @@ async function report(page) {
   await page.waitForSelector("#score", { timeout: GRADING_MS });
 }
 
-test("a wrong token gets a clear page, and the session cookie is HttpOnly and SameSite=Strict", async () => {
+test("a wrong token gets a clear page; the session cookie is HttpOnly and SameSite=Strict and logging out ends it", async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto(base + "/login");
@@ -190,6 +205,11 @@ test("a wrong token gets a clear page, and the session cookie is HttpOnly and Sa
   assert.equal(cookie.sameSite, "Strict");
   assert.ok(!cookie.value.startsWith("rg_"), "the cookie is not the token");
   assert.match(await dashboard.textContent("#formats"), /\.tar\.gz.*\.zip.*at most 1 MiB/s);
+  await Promise.all([dashboard.waitForURL(/\/login$/), dashboard.click("text=Log out")]);
+  assert.deepEqual(await ok.cookies(), [], "the cookie outlived the log-out");
+  await ok.addCookies([{ ...cookie }]);
+  await dashboard.goto(base + "/dashboard");
+  assert.equal(new URL(dashboard.url()).pathname, "/login", "the session outlived the log-out");
   await ok.close();
 });
 
@@ -226,9 +246,9 @@ test("a student uploads the reference, watches the progress without a reload, an
   await context.close();
 });
 
-test("a buggy variant shows the failing category and its hints, and no hidden test's name or output", async () => {
+test("a buggy variant (dropped on the form) shows the failing category and its hints, and no hidden test's name or output", async () => {
   const { context, page } = await logIn("s1");
-  submissions.buggy = await upload(page, archives.buggy);
+  submissions.buggy = await upload(page, archives.buggy, { drop: true });
   await report(page);
   const priority = await page.$eval(".bars li[data-category=priority]", (li) => li.className);
   assert.equal(priority, "partial");
