@@ -420,6 +420,15 @@ async fn a_build_failure_shows_the_students_line_and_hides_hidden_tests_from_stu
     assert!(full.contains("<a href=\"/students/s1\">Person s1</a> (s1)"));
     assert!(full.contains("id=\"files\""));
     assert!(full.contains("<code>src/executor.rs</code>"));
+    let as_student = site.get("/submissions/1?view=student", &t1).await.body;
+    assert!(as_student.contains("hidden test 1") && !as_student.contains("SECRET OUTPUT"));
+    assert!(!as_student.contains("id=\"files\""));
+    // A student asking for it sees just their own view.
+    assert!(!site
+        .get("/submissions/1?view=full", &s1)
+        .await
+        .body
+        .contains("SECRET OUTPUT"));
 
     let gradebook = site.get("/gradebook", &t1).await.body;
     assert!(gradebook.contains(">timer</button>"), "{gradebook}");

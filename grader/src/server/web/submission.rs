@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use serde::Deserialize;
 
 use super::{page, status_label, Layout, LoggedIn, PageError, Stamp};
 use crate::engine::archive;
@@ -174,6 +175,14 @@ struct SubmissionPage {
     error: Option<String>,
     report: Option<ReportView>,
     files: Vec<SourceFile>,
+    /// An instructor looking at the student's view (`?view=student`).
+    as_student: bool,
+}
+
+/// `?view=student`: an instructor sees the page as its student does.
+#[derive(Debug, Deserialize)]
+struct View {
+    view: Option<String>,
 }
 
 /// The report as the page shows it.
@@ -236,10 +245,12 @@ async fn show(
     State(state): State<AppState>,
     session: LoggedIn,
     Path(id): Path<String>,
+    Query(view): Query<View>,
 ) -> Result<Response, PageError> {
     let caller = &session.0.caller;
     let row = visible(&state, caller, &id).await?;
-    let instructor = caller.is_instructor();
+    let as_student = caller.is_instructor() && view.view.as_deref() == Some("student");
+    let instructor = caller.is_instructor() && !as_student;
     let position = if row.status == "queued" {
         queue::position(&state.db, row.id).await?
     } else {
@@ -308,6 +319,7 @@ async fn show(
             error,
             report,
             files: shown_files,
+            as_student,
             file_name: row.file_name,
             status: row.status,
         },
