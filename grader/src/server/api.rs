@@ -82,7 +82,7 @@ macro_rules! select_rows {
 
 /// What a student reads when grading itself failed.
 pub const ERROR_FOR_STUDENT: &str = "Grading failed on the server's side. This is not your score: \
-                                 the instructors have been told and will regrade it.";
+                                     the instructors have been told and will regrade it.";
 
 fn urls(id: i64) -> Value {
     json!({

@@ -40,6 +40,17 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// What the client is told (an internal error's details are logged here instead).
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Internal(detail) => {
+                tracing::error!("{detail}");
+                "internal error; it has been logged".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// The HTTP status and the error's code (the JSON body's `code`).
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
@@ -66,19 +77,6 @@ impl From<sqlx::Error> for AppError {
 impl From<std::io::Error> for AppError {
     fn from(e: std::io::Error) -> Self {
         AppError::Internal(format!("i/o: {e}"))
-    }
-}
-
-impl AppError {
-    /// What the client is told (an internal error's details are logged here instead).
-    pub fn public_message(&self) -> String {
-        match self {
-            AppError::Internal(detail) => {
-                tracing::error!("{detail}");
-                "internal error; it has been logged".to_string()
-            }
-            other => other.to_string(),
-        }
     }
 }
 
