@@ -213,7 +213,7 @@ test("a wrong token gets a clear page; the session cookie is HttpOnly and SameSi
   await ok.close();
 });
 
-test("a student uploads the reference, watches the progress without a reload, and reads 100/100", async () => {
+test("a student uploads the reference, watches the progress (queued, building, test k of n) without a reload, and reads 100/100", async () => {
   const { context, page } = await logIn("s1");
   // Records every text the progress line shows, from before the page's own script runs.
   await page.addInitScript(() => {
@@ -225,6 +225,12 @@ test("a student uploads the reference, watches the progress without a reload, an
   });
   await page.goto(base + "/dashboard");
   await screenshots(page, "dashboard-empty");
+  // An upload through the API first (the one worker grades it for seconds), so that the form's
+  // upload waits in the queue.
+  const form = new FormData();
+  form.append("file", new Blob([fs.readFileSync(archives.reference)]), "02_runtime.tar.gz");
+  const first = await fetch(base + "/api/submissions", { method: "POST", headers: { authorization: `Bearer ${tokens.s1}` }, body: form });
+  assert.equal(first.status, 202);
   const id = await upload(page, archives.reference);
   submissions.reference = id;
   // Set once on this document: a reload would lose it.
@@ -232,6 +238,7 @@ test("a student uploads the reference, watches the progress without a reload, an
   await report(page);
   const seen = await page.evaluate(() => window.seen);
   assert.ok(await page.evaluate(() => window.notReloaded), "the page was reloaded");
+  assert.match(seen[0], /^Queued: position 1 in the queue\.$/, `not queued first: ${JSON.stringify(seen)}`);
   assert.ok(seen.some((t) => /Building/.test(t)), `no building step in ${JSON.stringify(seen)}`);
   assert.ok(seen.some((t) => /test \d+ of \d+/.test(t)), `no test k of n in ${JSON.stringify(seen)}`);
   assert.equal((await page.textContent("#score")).trim(), "100/100");
