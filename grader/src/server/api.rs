@@ -40,20 +40,33 @@ pub fn router() -> Router<AppState> {
 
 /// One row of `submissions`.
 #[derive(Debug, sqlx::FromRow)]
-struct Row {
-    id: i64,
-    person_id: String,
-    created_at: i64,
-    file_name: String,
-    size_bytes: i64,
-    sha256: String,
-    status: String,
-    score: Option<i64>,
-    max_score: Option<i64>,
-    report: Option<String>,
-    hidden_version: Option<String>,
-    graded_at: Option<i64>,
-    error: Option<String>,
+pub struct Row {
+    /// The submission id.
+    pub id: i64,
+    /// Whose it is.
+    pub person_id: String,
+    /// When it was uploaded (Unix ms).
+    pub created_at: i64,
+    /// The uploaded file's name.
+    pub file_name: String,
+    /// Its size.
+    pub size_bytes: i64,
+    /// SHA-256 of the stored file.
+    pub sha256: String,
+    /// `queued`, `running`, `graded`, `rejected`, `build_failed` or `error`.
+    pub status: String,
+    /// Points earned (with a report).
+    pub score: Option<i64>,
+    /// Points possible (with a report).
+    pub max_score: Option<i64>,
+    /// The JSON report of the latest grading.
+    pub report: Option<String>,
+    /// Version of the hidden tests that graded it.
+    pub hidden_version: Option<String>,
+    /// When it was graded (Unix ms).
+    pub graded_at: Option<i64>,
+    /// Why grading itself failed (instructors only).
+    pub error: Option<String>,
 }
 
 /// A static query reading [`Row`]s: every column, then `$rest`.
@@ -68,8 +81,8 @@ macro_rules! select_rows {
 }
 
 /// What a student reads when grading itself failed.
-const ERROR_FOR_STUDENT: &str = "Grading failed on the server's side. This is not your score: \
-                                 the instructors have been told and will regrade it.";
+pub const ERROR_FOR_STUDENT: &str = "Grading failed on the server's side. This is not your score: \
+                                     the instructors have been told and will regrade it.";
 
 fn urls(id: i64) -> Value {
     json!({
@@ -111,20 +124,59 @@ fn sync_dir(dir: &FsPath) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// A stored and queued upload.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The new submission.
+    pub id: i64,
+    /// Its place in the queue.
+    pub position: Option<i64>,
+    /// SHA-256 of the stored file.
+    pub sha256: String,
+    /// Its size.
+    pub size_bytes: u64,
+}
+
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, AppError> {
-    if !state.accepting() {
-        return Err(AppError::ShuttingDown);
-    }
-    let mut multipart = multipart.map_err(|e| {
+    let multipart = multipart.map_err(|e| {
         AppError::BadRequest(format!(
             "{}; send the archive as a multipart form field `file` (curl -F file=@02_runtime.tar.gz)",
             e.body_text()
         ))
     })?;
+    let accepted = accept_upload(&state, &caller, multipart).await?;
+    let id = accepted.id;
+    let location = format!("/api/submissions/{id}");
+    let body = json!({
+        "id": id,
+        "status": "queued",
+        "position": accepted.position,
+        "sha256": accepted.sha256,
+        "size_bytes": accepted.size_bytes,
+        "urls": urls(id),
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// Streams the form field `file` of `multipart` to the uploads folder (within the size limit),
+/// records the submission and queues its grading: the API's upload and the web form's.
+pub async fn accept_upload(
+    state: &AppState,
+    caller: &Caller,
+    mut multipart: Multipart,
+) -> Result<Accepted, AppError> {
+    if !state.accepting() {
+        return Err(AppError::ShuttingDown);
+    }
     let limit = state.upload_limit;
     let to_app = from_multipart(limit);
     let mut stored = None;
@@ -181,26 +233,17 @@ async fn upload(
     tx.commit().await?;
     state.wake.notify_one();
     let position = queue::position(&state.db, id).await?;
-    let location = format!("/api/submissions/{id}");
-    let body = json!({
-        "id": id,
-        "status": "queued",
-        "position": position,
-        "sha256": sha256,
-        "size_bytes": size,
-        "urls": urls(id),
-    });
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response())
+    Ok(Accepted {
+        id,
+        position,
+        sha256,
+        size_bytes: size,
+    })
 }
 
 /// A submission the caller may see: their own, or any for instructors; anything else is 404 so
 /// that ids of other students' submissions reveal nothing.
-async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Row, AppError> {
+pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Row, AppError> {
     let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
     let row: Option<Row> = sqlx::query_as(select_rows!("WHERE id = ?"))
         .bind(id)

@@ -1,13 +1,17 @@
-//! Who is calling: API tokens (`rg_` + 64 hex digits; only their SHA-256 is stored) and the
-//! `Authorization: Bearer TOKEN` extractor [`Caller`].
+//! Who is calling: API tokens (`rg_` + 64 hex digits; only their SHA-256 is stored), the web
+//! pages' session cookies (random, only their SHA-256 stored, with a CSRF secret and an expiry) and
+//! the extractors [`Caller`] (Bearer token, or the cookie for reading) and [`Session`] (the cookie).
+
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 use sha2::{Digest as _, Sha256};
-use sqlx::SqliteConnection;
+use sqlx::{SqliteConnection, SqlitePool};
 
-use super::db::now_ms;
+use super::db::{now_ms, write};
 use super::error::AppError;
 use super::AppState;
 
@@ -90,14 +94,148 @@ pub async fn issue_token(
     Ok(token)
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// The person holding an unrevoked `token`, if any.
+pub async fn caller_of_token(db: &SqlitePool, token: &str) -> Result<Option<Caller>, AppError> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT p.id, p.role FROM tokens t JOIN people p ON p.id = t.person_id \
+         WHERE t.sha256 = ? AND t.revoked_at IS NULL",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(db)
+    .await?;
+    row.map(|(id, role)| caller(id, &role)).transpose()
+}
+
+fn caller(id: String, role: &str) -> Result<Caller, AppError> {
+    let role = Role::parse(role)
+        .ok_or_else(|| AppError::Internal(format!("person {id} has the unknown role {role}")))?;
+    Ok(Caller { id, role })
+}
+
+/// The name of the web pages' session cookie.
+pub const SESSION_COOKIE: &str = "rg_session";
+/// How long a web session lasts after logging in.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// A logged-in web session: who, and the secret every state-changing form must send back.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The person logged in.
+    pub caller: Caller,
+    /// The CSRF token of the session's forms.
+    pub csrf: String,
+    /// The cookie's value (to log out).
+    pub cookie: String,
+}
+
+impl Session {
+    /// Whether `sent` is this session's CSRF token (compared in constant time).
+    pub fn csrf_ok(&self, sent: &str) -> bool {
+        let (a, b) = (self.csrf.as_bytes(), sent.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// Opens a session for `person_id` (dropping expired ones of everybody) and returns the cookie's
+/// value, the only time it is seen in clear.
+pub async fn open_session(db: &SqlitePool, person_id: &str) -> Result<String, sqlx::Error> {
+    let cookie = hex::encode(rand::random::<[u8; 32]>());
+    let csrf = hex::encode(rand::random::<[u8; 32]>());
+    let now = now_ms();
+    let ttl = i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX);
+    let mut tx = write(db).await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (sha256, person_id, csrf, created_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(token_hash(&cookie))
+    .bind(person_id)
+    .bind(csrf)
+    .bind(now)
+    .bind(now.saturating_add(ttl))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(cookie)
+}
+
+/// Ends the session of `cookie` (logging out).
+pub async fn close_session(db: &SqlitePool, cookie: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE sha256 = ?")
+        .bind(token_hash(cookie))
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The live session of `cookie`: not expired, and opened after the person's current token was
+/// issued (a new token, which revokes the old one, also ends the sessions opened with it).
+pub async fn session(db: &SqlitePool, cookie: &str) -> Result<Option<Session>, AppError> {
+    let row: Option<(String, String, String)> = sqlx::query_as(
+        "SELECT p.id, p.role, s.csrf FROM sessions s JOIN people p ON p.id = s.person_id \
+         WHERE s.sha256 = ? AND s.expires_at > ? AND EXISTS (SELECT 1 FROM tokens t \
+           WHERE t.person_id = s.person_id AND t.revoked_at IS NULL \
+           AND t.created_at <= s.created_at)",
+    )
+    .bind(token_hash(cookie))
+    .bind(now_ms())
+    .fetch_optional(db)
+    .await?;
+    row.map(|(id, role, csrf)| {
+        Ok(Session {
+            caller: caller(id, &role)?,
+            csrf,
+            cookie: cookie.to_string(),
+        })
+    })
+    .transpose()
+}
+
+/// The session cookie's value in the request's `Cookie` headers.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
+}
+
+impl FromRequestParts<AppState> for Session {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or(AppError::MissingToken)?;
+        let cookie = session_cookie(&parts.headers).ok_or(AppError::MissingToken)?;
+        session(&state.db, cookie)
+            .await?
+            .ok_or(AppError::MissingToken)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    /// A Bearer token; without one, the session cookie, but only for reading (GET, HEAD): the
+    /// pages' event streams use it (`EventSource` cannot send headers), while every change through
+    /// the API needs the token, so a forged cross-site request has nothing to ride on.
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Some(header) = parts.headers.get(AUTHORIZATION) else {
+            let reading = parts.method == Method::GET || parts.method == Method::HEAD;
+            return match session_cookie(&parts.headers) {
+                Some(cookie) if reading => session(&state.db, cookie)
+                    .await?
+                    .map(|s| s.caller)
+                    .ok_or(AppError::BadToken),
+                _ => Err(AppError::MissingToken),
+            };
+        };
         let token = header
             .to_str()
             .ok()
@@ -105,17 +243,8 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AppError::MissingToken)?;
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT p.id, p.role FROM tokens t JOIN people p ON p.id = t.person_id \
-             WHERE t.sha256 = ? AND t.revoked_at IS NULL",
-        )
-        .bind(token_hash(token))
-        .fetch_optional(&state.db)
-        .await?;
-        let (id, role) = row.ok_or(AppError::BadToken)?;
-        let role = Role::parse(&role).ok_or_else(|| {
-            AppError::Internal(format!("person {id} has the unknown role {role}"))
-        })?;
-        Ok(Caller { id, role })
+        caller_of_token(&state.db, token)
+            .await?
+            .ok_or(AppError::BadToken)
     }
 }

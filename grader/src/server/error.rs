@@ -22,6 +22,9 @@ pub enum AppError {
     /// For instructors only.
     #[error("this is for instructors only")]
     Forbidden,
+    /// A web form without its session's CSRF token (a forged or stale form).
+    #[error("this form has expired or did not come from this site: reload the page and try again")]
+    Csrf,
     /// The upload is over the size limit.
     #[error("the upload is over the size limit of {0} bytes")]
     TooLarge(u64),
@@ -37,13 +40,26 @@ pub enum AppError {
 }
 
 impl AppError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    /// What the client is told (an internal error's details are logged here instead).
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Internal(detail) => {
+                tracing::error!("{detail}");
+                "internal error; it has been logged".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The HTTP status and the error's code (the JSON body's `code`).
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             AppError::MissingToken | AppError::BadToken => {
                 (StatusCode::UNAUTHORIZED, "unauthorized")
             }
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
             AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             AppError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -67,13 +83,7 @@ impl From<std::io::Error> for AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = match &self {
-            AppError::Internal(detail) => {
-                tracing::error!("{detail}");
-                "internal error; it has been logged".to_string()
-            }
-            other => other.to_string(),
-        };
+        let message = self.public_message();
         let body = Json(serde_json::json!({"error": {"code": code, "message": message}}));
         if status == StatusCode::UNAUTHORIZED {
             (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()

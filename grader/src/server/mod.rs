@@ -12,6 +12,7 @@ pub mod events;
 pub mod gradebook;
 pub mod queue;
 pub mod roster;
+pub mod web;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -75,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(api::router())
         .merge(gradebook::router())
+        .merge(web::router())
         // Failures are logged where they happen (internal errors) or are expected (503 while
         // shutting down); the trace is for `RUST_LOG=tower_http=debug`.
         .layer(
