@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use grader::engine::Engine;
+use grader::server::policy::Policy;
 use grader::server::{self, db, queue, roster, Options, Server};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
@@ -54,6 +55,15 @@ fn roster() -> Vec<roster::Entry> {
     ]
 }
 
+/// No rate limit, no deadline: what most tests need.
+fn open_policy() -> Policy {
+    Policy {
+        min_interval: Duration::ZERO,
+        per_day: 0,
+        ..Policy::default()
+    }
+}
+
 fn options(dir: &std::path::Path, workers: usize, upload_limit: u64) -> Options {
     Options {
         data_dir: dir.to_path_buf(),
@@ -62,12 +72,22 @@ fn options(dir: &std::path::Path, workers: usize, upload_limit: u64) -> Options 
         upload_limit,
         drain: GRADING_DEADLINE,
         retry_delay: Duration::ZERO,
+        policy: open_policy(),
     }
 }
 
 impl Fixture {
-    /// Starts a server; with `engine`, one worker grades.
+    /// Starts a server without limits; with `engine`, one worker grades.
     async fn start(engine: Option<Arc<Engine>>, upload_limit: u64) -> Fixture {
+        Fixture::with_policy(engine, upload_limit, open_policy()).await
+    }
+
+    /// Starts a server with `policy`.
+    async fn with_policy(
+        engine: Option<Arc<Engine>>,
+        upload_limit: u64,
+        policy: Policy,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let pool = db::open(dir.path()).await.unwrap();
         let tokens = roster::import(&pool, &roster()).await.unwrap();
@@ -79,9 +99,11 @@ impl Fixture {
                 .map(|(_, t)| t.clone())
                 .unwrap()
         };
-        let server = server::start(options(dir.path(), 1, upload_limit), engine)
-            .await
-            .unwrap();
+        let options = Options {
+            policy,
+            ..options(dir.path(), 1, upload_limit)
+        };
+        let server = server::start(options, engine).await.unwrap();
         Fixture {
             s1: token("s1"),
             s2: token("s2"),
@@ -429,10 +451,10 @@ async fn an_upload_is_graded_to_full_marks_with_live_progress() {
     assert_eq!(
         (
             s1["id"].as_str(),
-            s1["latest_score"].as_i64(),
-            s1["best_score"].as_i64()
+            s1["counted"]["id"].as_i64(),
+            s1["counted"]["final_score"].as_i64()
         ),
-        (Some("s1"), Some(100), Some(100)),
+        (Some("s1"), Some(id), Some(100)),
         "{book}"
     );
 }
@@ -712,7 +734,14 @@ async fn only_instructors_read_the_gradebook() {
     assert_eq!(ids, ["s1", "s2"], "students only, in id order");
     assert_eq!(students[0]["submissions"], 0);
     assert_eq!(students[1]["submissions"], 1);
-    assert_eq!(students[1]["latest_id"], id);
-    assert_eq!(students[1]["latest_status"], "queued");
-    assert_eq!(students[1]["best_score"], Value::Null);
+    assert_eq!(
+        students[1]["counted"],
+        Value::Null,
+        "submission {id} is not graded yet"
+    );
+    for path in ["/api/gradebook.csv", "/api/extensions"] {
+        let refused = f.get(path, &f.s1).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path}");
+        assert_error(&json(refused).await, "forbidden");
+    }
 }

@@ -11,7 +11,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::Stream;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
@@ -54,6 +53,9 @@ struct Row {
     hidden_version: Option<String>,
     graded_at: Option<i64>,
     error: Option<String>,
+    late_ms: Option<i64>,
+    penalty_pct: i64,
+    final_score: Option<i64>,
 }
 
 /// A static query reading [`Row`]s: every column, then `$rest`.
@@ -61,7 +63,8 @@ macro_rules! select_rows {
     ($rest:literal) => {
         concat!(
             "SELECT id, person_id, created_at, file_name, size_bytes, sha256, status, score, ",
-            "max_score, report, hidden_version, graded_at, error FROM submissions ",
+            "max_score, report, hidden_version, graded_at, error, late_ms, penalty_pct, final_score ",
+            "FROM submissions ",
             $rest
         )
     };
@@ -119,6 +122,11 @@ async fn upload(
     if !state.accepting() {
         return Err(AppError::ShuttingDown);
     }
+    // Refused before the body is read; checked again below, where it counts.
+    {
+        let mut conn = state.db.acquire().await?;
+        state.policy.admit(&mut conn, &caller, now_ms()).await?;
+    }
     let mut multipart = multipart.map_err(|e| {
         AppError::BadRequest(format!(
             "{}; send the archive as a multipart form field `file` (curl -F file=@02_runtime.tar.gz)",
@@ -160,17 +168,25 @@ async fn upload(
         )
     })?;
     let mut tx = write(&state.db).await?;
+    // Inside the write transaction: concurrent uploads of one student are counted one by one.
+    let now = now_ms();
+    state.policy.admit(&mut tx, &caller, now).await?;
+    let deadline = state.policy.deadline_for(&mut tx, &caller.id).await?;
+    let (late_ms, penalty_pct) = state.policy.lateness(deadline, now);
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO submissions (person_id, created_at, file_name, size_bytes, sha256, status) \
-         VALUES (?, ?, ?, ?, ?, 'queued') RETURNING id",
+        "INSERT INTO submissions (person_id, created_at, file_name, size_bytes, sha256, status, \
+         late_ms, penalty_pct) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id",
     )
     .bind(&caller.id)
-    .bind(now_ms())
+    .bind(now)
     .bind(&file_name)
     .bind(i64::try_from(size).unwrap_or(i64::MAX))
     .bind(&sha256)
+    .bind(late_ms)
+    .bind(penalty_pct)
     .fetch_one(&mut *tx)
     .await?;
+    tracing::Span::current().record("submission", id);
     queue::enqueue(&mut tx, id, UPLOAD_PRIORITY).await?;
     // The file is in place and durable before the row commits; a crash in between leaves an
     // orphan file, never a row without its file.
@@ -188,6 +204,9 @@ async fn upload(
         "position": position,
         "sha256": sha256,
         "size_bytes": size,
+        "late": late_ms.is_some(),
+        "late_ms": late_ms,
+        "penalty_pct": penalty_pct,
         "urls": urls(id),
     });
     Ok((
@@ -231,11 +250,15 @@ async fn view(
         "status": row.status,
         "position": position,
         "graded_at": row.graded_at,
+        "late": row.late_ms.is_some(),
+        "late_ms": row.late_ms,
+        "penalty_pct": row.penalty_pct,
         "urls": urls(row.id),
     });
     // An internal error is never shown as a score.
     if row.status != "error" {
         v["score"] = json!(row.score);
+        v["final_score"] = json!(row.final_score);
         v["max_score"] = json!(row.max_score);
     } else if !caller.is_instructor() {
         v["message"] = json!(ERROR_FOR_STUDENT);
@@ -351,11 +374,18 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
 
 /// The submission's state now, as an update.
 async fn current(state: &AppState, id: i64) -> Result<Update, AppError> {
-    let (status, score, max_score): (String, Option<i64>, Option<i64>) =
-        sqlx::query_as("SELECT status, score, max_score FROM submissions WHERE id = ?")
-            .bind(id)
-            .fetch_one(&state.db)
-            .await?;
+    let (status, score, max_score, tests): (String, Option<i64>, Option<i64>, Option<i64>) =
+        sqlx::query_as(
+            "SELECT status, score, max_score, json_array_length(report, '$.tests') \
+             FROM submissions WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_one(&state.db)
+        .await?;
+    let tests = tests.map_or_else(
+        || state.hidden_test_count(),
+        |t| usize::try_from(t).unwrap_or(0),
+    );
     Ok(match status.as_str() {
         "queued" => Update::Queued {
             position: queue::position(&state.db, id).await?.unwrap_or(1),
@@ -365,11 +395,13 @@ async fn current(state: &AppState, id: i64) -> Result<Update, AppError> {
             status,
             score: None,
             max_score: None,
+            step: Update::done_step(state.hidden_test_count()),
         },
         _ => Update::Done {
             status,
             score,
             max_score,
+            step: Update::done_step(tests),
         },
     })
 }
@@ -411,13 +443,14 @@ impl Listener {
 
 /// `GET /api/submissions/{id}/events`: server-sent events, starting with the current state and
 /// ending after `done`. Each event's id is its [`Update::step`]; a client reconnecting with
-/// `Last-Event-ID` gets only what came after.
+/// `Last-Event-ID` gets only what came after, and one that already saw `done` gets 204 (which
+/// tells a browser's `EventSource` to stop reconnecting).
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+) -> Result<Response, AppError> {
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -426,6 +459,9 @@ async fn events(
     // Subscribed before the state is read: nothing between the two is missed.
     let rx = state.events.subscribe();
     let first = current(&state, row.id).await?;
+    if matches!(first, Update::Done { .. }) && !first.is_after(last) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let listener = Listener {
         state,
         id: row.id,
@@ -455,7 +491,9 @@ async fn events(
             .event(update.name())
             .id(update.step().to_string())
             .data(data);
-        Some((Ok(event), l))
+        Some((Ok::<_, Infallible>(event), l))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
