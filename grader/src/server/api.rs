@@ -236,11 +236,8 @@ async fn view(
     row: Row,
     with_report: bool,
 ) -> Result<Value, AppError> {
-    let position = if row.status == "queued" {
-        queue::position(&state.db, row.id).await?
-    } else {
-        None
-    };
+    // Whatever the status: a regrade waits in the queue while the previous result stands.
+    let position = queue::position(&state.db, row.id).await?;
     let mut v = json!({
         "id": row.id,
         "created_at": row.created_at,
