@@ -790,6 +790,19 @@ impl Fixture {
     }
 }
 
+/// A 429's `Retry-After` (seconds) and its JSON error.
+async fn rate_limited(refused: Response) -> (u64, Value) {
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = json(refused).await;
+    assert_error(&body, "rate_limited");
+    (retry, body)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_student_over_the_rate_limit_gets_429_with_retry_after_and_sees_what_is_left() {
     let policy = Policy {
@@ -802,16 +815,8 @@ async fn a_student_over_the_rate_limit_gets_429_with_retry_after_and_sees_what_i
         f.upload(&f.s1, vec![1; 10]).await.status(),
         StatusCode::ACCEPTED
     );
-    let refused = f.upload(&f.s1, vec![2; 10]).await;
-    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (retry, body) = rate_limited(f.upload(&f.s1, vec![2; 10]).await).await;
     assert!((1..=30).contains(&retry), "{retry}");
-    let body = json(refused).await;
-    assert_error(&body, "rate_limited");
     let message = body["error"]["message"].as_str().unwrap();
     let at = body["error"]["retry_at"].as_str().unwrap();
     assert!(
@@ -852,13 +857,7 @@ async fn a_student_over_the_rate_limit_gets_429_with_retry_after_and_sees_what_i
         (&Value::from(2), &Value::from(0)),
         "{me}"
     );
-    let refused = f.upload(&f.s1, vec![9; 10]).await;
-    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (retry, _) = rate_limited(f.upload(&f.s1, vec![9; 10]).await).await;
     assert!(
         (86_000..=86_400).contains(&retry),
         "a place frees when the first upload is a day old: {retry}"
