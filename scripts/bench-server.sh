@@ -23,6 +23,7 @@ cargo build --release --quiet -p grader
 BIN=$REPO/target/release/grader
 
 WORK=$(mktemp -d)
+chmod 755 "$WORK" # the sandbox user must reach the data folder
 SERVER_PID=
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
@@ -80,7 +81,7 @@ rss() { awk '/VmRSS/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status"
 
 echo "== 1. the reference: engine alone, then through the server"
 start=$(now)
-"$BIN" --data-dir "$DATA" --hidden-tests hidden-tests grade "$WORK/reference.tar.gz" --format json > "$WORK/engine.json" 2>/dev/null
+"$BIN" --data-dir "$DATA" --hidden-tests hidden-tests grade "$WORK/reference.tar.gz" --format json > "$WORK/engine.json" 2> "$WORK/engine.log" || { cat "$WORK/engine.log" >&2; exit 1; }
 echo "engine only (grader grade): $(since "$start") s, score $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["score"])' "$WORK/engine.json")"
 
 "$BIN" --data-dir "$DATA" --hidden-tests hidden-tests serve --bind "127.0.0.1:$PORT" \
@@ -97,7 +98,7 @@ upload() { # upload TOKEN FILE -> the submission's id
 S1=$(token s001)
 start=$(now)
 id=$(upload "$S1" "$WORK/reference.tar.gz")
-curl -sN -H "Authorization: Bearer $S1" "$BASE/api/submissions/$id/events" | grep -m1 -A1 "^event: done" | tail -1 > "$WORK/done.txt"
+curl -sN -H "Authorization: Bearer $S1" "$BASE/api/submissions/$id/events" | grep -m1 '"event":"done"' > "$WORK/done.txt"
 echo "upload -> final score through the server: $(since "$start") s ($(cat "$WORK/done.txt"))"
 
 echo "== 2. throughput: 20 mixed submissions queued at once, 1 worker"

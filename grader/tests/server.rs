@@ -752,6 +752,16 @@ async fn only_instructors_read_the_gradebook() {
         Value::Null,
         "submission {id} is not graded yet"
     );
+    // The gradebook kept from the last request follows later writes, the server's own and others'.
+    f.upload(&f.s1, vec![1; 10]).await;
+    let pool = db::open(f.dir.path()).await.unwrap();
+    roster::extend(&pool, "s2", 0, None).await.unwrap();
+    let book = json(f.get("/api/gradebook", &f.t1).await).await;
+    assert_eq!(book["students"][0]["submissions"], 1, "{book}");
+    assert_eq!(
+        book["students"][1]["extension"], "1970-01-01T00:00:00Z",
+        "{book}"
+    );
     for path in ["/api/gradebook.csv", "/api/extensions"] {
         let refused = f.get(path, &f.s1).await;
         assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path}");
@@ -942,7 +952,15 @@ async fn late_uploads_are_marked_and_penalised_extensions_move_the_deadline_and_
         (&on_time["late"], &on_time["penalty_pct"]),
         (&json!(false), &json!(0))
     );
+    // Built while the gradings run; the one read below must show their scores all the same.
+    let early = json(f.get("/api/gradebook", &f.t1).await).await;
+    assert_eq!(early["students"][0]["counted"], Value::Null, "{early}");
     Fixture::done_events(&mut updates, 2).await;
+    let graded = json(f.get("/api/gradebook", &f.t1).await).await;
+    assert_eq!(
+        graded["students"][0]["counted"]["final_score"], 80,
+        "{graded}"
+    );
     // s1 again, later but worse: the best score still counts.
     let worse = json(f.upload(&f.s1, b"not an archive either".to_vec()).await).await;
     Fixture::done_events(&mut updates, 1).await;

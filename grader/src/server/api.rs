@@ -195,6 +195,7 @@ async fn upload(
         .map_err(|e| AppError::Internal(format!("cannot store {}: {e}", path.display())))?;
     sync_dir(&state.uploads_dir())?;
     tx.commit().await?;
+    state.gradebook.invalidate();
     state.wake.notify_one();
     let position = queue::position(&state.db, id).await?;
     let location = format!("/api/submissions/{id}");

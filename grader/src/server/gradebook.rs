@@ -1,15 +1,18 @@
 //! The instructors' gradebook: every student on the roster with their counts and the submission
 //! that counts (best or latest per the score policy) with its late mark and points per category,
 //! as JSON (`GET /api/gradebook`) and CSV (`GET /api/gradebook.csv`, the same rows). Students get
-//! 403.
+//! 403. The last one built is kept until something it shows may have changed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use serde::Serialize;
 
 use super::auth::Caller;
@@ -23,6 +26,31 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/gradebook", get(gradebook))
         .route("/api/gradebook.csv", get(csv))
+}
+
+/// What a built gradebook depends on: the server's own writes (counted) and, for writes by other
+/// processes (`grader roster`), the roster, the extensions and the last submission.
+type Key = (u64, i64, Option<i64>, i64, Option<i64>, Option<i64>);
+
+/// The last gradebook built, with its JSON.
+#[derive(Debug, Default)]
+pub struct Cache {
+    /// Bumped by every write of the server that the gradebook may show.
+    changes: AtomicU64,
+    last: Mutex<Option<(Key, Arc<Built>)>>,
+}
+
+#[derive(Debug)]
+struct Built {
+    book: Book,
+    json: Bytes,
+}
+
+impl Cache {
+    /// Marks the gradebook out of date (an upload, a stored grading, an extension).
+    pub fn invalidate(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// One student's line, as read.
@@ -108,10 +136,42 @@ LEFT JOIN extensions e ON e.person_id = p.id
 WHERE p.role = 'student'
 ORDER BY p.id";
 
-async fn book(state: &AppState, caller: &Caller) -> Result<Book, AppError> {
+/// The gradebook, built again only when its key changed.
+async fn built(state: &AppState, caller: &Caller) -> Result<Arc<Built>, AppError> {
     if !caller.is_instructor() {
         return Err(AppError::Forbidden);
     }
+    let cache = &state.gradebook;
+    // Read before the data: a write during the build leaves the key behind, not the data.
+    let changes = cache.changes.load(Ordering::SeqCst);
+    let (people, updated, extensions, extended, last): (
+        i64,
+        Option<i64>,
+        i64,
+        Option<i64>,
+        Option<i64>,
+    ) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM people), (SELECT MAX(updated_at) FROM people), \
+             (SELECT COUNT(*) FROM extensions), (SELECT MAX(created_at) FROM extensions), \
+             (SELECT MAX(id) FROM submissions)",
+    )
+    .fetch_one(&state.db)
+    .await?;
+    let key = (changes, people, updated, extensions, extended, last);
+    let lock = || cache.last.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((k, built)) = lock().as_ref() {
+        if *k == key {
+            return Ok(Arc::clone(built));
+        }
+    }
+    let book = book(state).await?;
+    let json = Bytes::from(serde_json::to_vec(&book).expect("gradebooks serialise"));
+    let built = Arc::new(Built { book, json });
+    *lock() = Some((key, Arc::clone(&built)));
+    Ok(built)
+}
+
+async fn book(state: &AppState) -> Result<Book, AppError> {
     let policy = state.policy.score_policy;
     let rows: Vec<Row> = sqlx::query_as(QUERY)
         .bind(policy == ScorePolicy::Best)
@@ -161,8 +221,13 @@ async fn book(state: &AppState, caller: &Caller) -> Result<Book, AppError> {
     })
 }
 
-async fn gradebook(State(state): State<AppState>, caller: Caller) -> Result<Json<Book>, AppError> {
-    Ok(Json(book(&state, &caller).await?))
+async fn gradebook(State(state): State<AppState>, caller: Caller) -> Result<Response, AppError> {
+    let built = built(&state, &caller).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        built.json.clone(),
+    )
+        .into_response())
 }
 
 /// The CSV's fixed columns, before one per category.
@@ -186,7 +251,8 @@ const COLUMNS: [&str; 14] = [
 /// `GET /api/gradebook.csv`: the gradebook's rows, one per student; empty cells where the JSON
 /// has `null`.
 async fn csv(State(state): State<AppState>, caller: Caller) -> Result<Response, AppError> {
-    let book = book(&state, &caller).await?;
+    let built = built(&state, &caller).await?;
+    let book = &built.book;
     let cell = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
     let mut out = csv::Writer::from_writer(Vec::new());
     let header = COLUMNS

@@ -58,6 +58,8 @@ pub struct AppState {
     pub policy: Arc<policy::Policy>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// The last gradebook built.
+    pub gradebook: Arc<gradebook::Cache>,
     /// The engine the workers grade with (`None`: no worker runs).
     engine: Option<Arc<Engine>>,
     /// Workers grading.
@@ -249,6 +251,7 @@ pub async fn start(options: Options, engine: Option<Arc<Engine>>) -> Result<Serv
         events: events::Hub::default(),
         policy: Arc::new(options.policy.clone()),
         metrics: Arc::default(),
+        gradebook: Arc::default(),
         workers: if engine.is_some() { options.workers } else { 0 },
         engine: engine.clone(),
         accepting: Arc::new(AtomicBool::new(true)),

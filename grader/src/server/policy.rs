@@ -336,6 +336,7 @@ async fn grant_extension(
     .then_some(())
     .ok_or(AppError::NotFound)?;
     tx.commit().await?;
+    state.gradebook.invalidate();
     Ok((
         StatusCode::CREATED,
         Json(json!({"person": grant.person, "until": format_ms(until), "reason": grant.reason})),

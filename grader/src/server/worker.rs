@@ -105,6 +105,7 @@ async fn grade_in_span(state: &AppState, engine: &Arc<Engine>, job: Claimed) {
                 })
         }
     };
+    state.gradebook.invalidate();
     if let Err(e) = stored {
         // The job stays `running` and is re-queued at the next start: nothing is lost.
         tracing::error!("cannot store the outcome: {e}");
