@@ -230,22 +230,17 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Row, App
         .ok_or(AppError::NotFound)
 }
 
-/// The JSON of a submission; `with_report` adds the report (as the caller may see it).
-async fn view(
-    state: &AppState,
-    caller: &Caller,
-    row: Row,
-    with_report: bool,
-) -> Result<Value, AppError> {
+/// The JSON of a submission, without its report.
+async fn view(state: &AppState, caller: &Caller, row: &Row) -> Result<Value, AppError> {
     // Whatever the status: a regrade waits in the queue while the previous result stands.
     let position = queue::position(&state.db, row.id).await?;
     let mut v = json!({
         "id": row.id,
         "created_at": row.created_at,
-        "file_name": row.file_name,
+        "file_name": &row.file_name,
         "size_bytes": row.size_bytes,
-        "sha256": row.sha256,
-        "status": row.status,
+        "sha256": &row.sha256,
+        "status": &row.status,
         "position": position,
         "graded_at": row.graded_at,
         "late": row.late_ms.is_some(),
@@ -262,28 +257,20 @@ async fn view(
         v["message"] = json!(ERROR_FOR_STUDENT);
     }
     if caller.is_instructor() {
-        v["person"] = json!(row.person_id);
-        v["hidden_tests_version"] = json!(row.hidden_version);
-        v["error"] = json!(row.error);
-    }
-    if with_report {
-        let report = match row.report.as_deref() {
-            None => Value::Null,
-            Some(text) => {
-                let report: Report = serde_json::from_str(text).map_err(|e| {
-                    AppError::Internal(format!("stored report of submission {}: {e}", row.id))
-                })?;
-                let report = if caller.is_instructor() {
-                    report
-                } else {
-                    report.for_student()
-                };
-                serde_json::to_value(report).expect("reports serialise")
-            }
-        };
-        v["report"] = report;
+        v["person"] = json!(&row.person_id);
+        v["hidden_tests_version"] = json!(&row.hidden_version);
+        v["error"] = json!(&row.error);
     }
     Ok(v)
+}
+
+/// A submission with its report (as the caller may see it), serialised without an intermediate
+/// JSON tree of the report.
+#[derive(Debug, serde::Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    submission: Value,
+    report: Option<Report>,
 }
 
 /// Query of `GET /api/submissions/{id}`.
@@ -298,7 +285,7 @@ async fn show(
     caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<ShowQuery>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Shown>, AppError> {
     let row = visible(&state, &caller, &id).await?;
     match query.view.as_deref() {
         None | Some("student") => {}
@@ -321,7 +308,23 @@ async fn show(
     } else {
         &caller
     };
-    Ok(Json(view(&state, caller, row, true).await?))
+    let report = match row.report.as_deref() {
+        None => None,
+        Some(text) => {
+            let report: Report = serde_json::from_str(text).map_err(|e| {
+                AppError::Internal(format!("stored report of submission {}: {e}", row.id))
+            })?;
+            Some(if caller.is_instructor() {
+                report
+            } else {
+                report.for_student()
+            })
+        }
+    };
+    Ok(Json(Shown {
+        submission: view(&state, caller, &row).await?,
+        report,
+    }))
 }
 
 /// `GET /api/submissions/{id}/upload`: the uploaded file as it was stored (its owner's, or any
@@ -365,7 +368,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(view(&state, &caller, row, false).await?);
+        out.push(view(&state, &caller, &row).await?);
     }
     Ok(Json(json!({ "submissions": out })))
 }

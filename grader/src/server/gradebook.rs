@@ -38,6 +38,8 @@ pub struct Cache {
     /// Bumped by every write of the server that the gradebook may show.
     changes: AtomicU64,
     last: Mutex<Option<(Key, Arc<Built>)>>,
+    /// Held while one request builds: the others wait for its result instead of building too.
+    building: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -159,10 +161,18 @@ async fn built(state: &AppState, caller: &Caller) -> Result<Arc<Built>, AppError
     .await?;
     let key = (changes, people, updated, extensions, extended, last);
     let lock = || cache.last.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((k, built)) = lock().as_ref() {
-        if *k == key {
-            return Ok(Arc::clone(built));
-        }
+    let kept = || {
+        lock()
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, built)| Arc::clone(built))
+    };
+    if let Some(built) = kept() {
+        return Ok(built);
+    }
+    let _building = cache.building.lock().await;
+    if let Some(built) = kept() {
+        return Ok(built);
     }
     let book = book(state).await?;
     let json = Bytes::from(serde_json::to_vec(&book).expect("gradebooks serialise"));
