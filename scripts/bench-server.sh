@@ -129,6 +129,8 @@ peak=0
 sample_rss() { while kill -0 "$SERVER_PID" 2>/dev/null; do awk '/VmRSS/ { print $2 }' "/proc/$SERVER_PID/status"; sleep 0.2; done; }
 sample_rss > "$WORK/rss.txt" &
 SAMPLER=$!
+# The seeding changed the gradebook: the first request builds it, the others reuse it.
+echo "gradebook built (first request): $(curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $T1" "$BASE/api/gradebook") s"
 # The gradebook as its instructor reads it, a submission as its student does (the student's view).
 for who_path in "$T1 /api/gradebook" "$S1 /api/submissions/$id"; do
     read -r who path <<< "$who_path"
