@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use grader::engine::Engine;
-use grader::server::policy::Policy;
+use grader::server::policy::{Policy, ScorePolicy};
 use grader::server::{self, db, queue, roster, Options, Server};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
@@ -1212,5 +1212,51 @@ async fn health_and_metrics_tell_the_queue_gradings_and_requests() {
         "grader_queue_wait_seconds_count 2",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}
+
+/// A graded report of `score` out of 100, without tests (enough for the gradebook).
+fn report_scoring(score: u32) -> grader::engine::report::Report {
+    let mut report = grader::engine::report::Report::unscored(
+        Vec::new(),
+        &Default::default(),
+        grader::engine::report::LimitsReport::default(),
+    );
+    report.score = score;
+    report.max_score = 100;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gradebook_counts_the_best_or_the_latest_score_as_configured() {
+    for (policy, counted) in [(ScorePolicy::Best, 0), (ScorePolicy::Latest, 1)] {
+        let f = Fixture::with_policy(
+            None,
+            1 << 20,
+            Policy {
+                score_policy: policy,
+                ..open_policy()
+            },
+        )
+        .await;
+        let db = &f.server.state().db;
+        let mut ids = Vec::new();
+        for score in [80, 55] {
+            ids.push(json(f.upload(&f.s1, vec![1; 10]).await).await["id"].clone());
+            let job = queue::claim(db, "w").await.unwrap().unwrap();
+            queue::finish(db, &job, &report_scoring(score), "v1")
+                .await
+                .unwrap();
+            f.server.state().gradebook.invalidate();
+        }
+        let book = json(f.get("/api/gradebook", &f.t1).await).await;
+        assert_eq!(book["policy"], policy.as_str());
+        assert_eq!(book["students"][0]["counted"]["id"], ids[counted], "{book}");
+        let me = json(f.get("/api/me", &f.s1).await).await;
+        assert_eq!(
+            (&me["best"]["final_score"], &me["latest"]["final_score"]),
+            (&json!(80), &json!(55)),
+            "{me}"
+        );
     }
 }
