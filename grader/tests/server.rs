@@ -7,15 +7,16 @@
 //! (`GRADER_DATA_DIR`).
 
 mod common;
-use common::{reference_archive, repo};
+use common::{open_policy, reference_archive, repo};
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use grader::engine::Engine;
+use grader::server::policy::{Policy, ScorePolicy};
 use grader::server::{self, db, queue, roster, Options, Server};
 use reqwest::{Client, Response, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// How long one grading may take before a test gives up (the reference grades in ~10 s alone).
 const GRADING_DEADLINE: Duration = Duration::from_secs(300);
@@ -62,12 +63,22 @@ fn options(dir: &std::path::Path, workers: usize, upload_limit: u64) -> Options 
         upload_limit,
         drain: GRADING_DEADLINE,
         retry_delay: Duration::ZERO,
+        policy: open_policy(),
     }
 }
 
 impl Fixture {
-    /// Starts a server; with `engine`, one worker grades.
+    /// Starts a server without limits; with `engine`, one worker grades.
     async fn start(engine: Option<Arc<Engine>>, upload_limit: u64) -> Fixture {
+        Fixture::with_policy(engine, upload_limit, open_policy()).await
+    }
+
+    /// Starts a server with `policy`.
+    async fn with_policy(
+        engine: Option<Arc<Engine>>,
+        upload_limit: u64,
+        policy: Policy,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let pool = db::open(dir.path()).await.unwrap();
         let tokens = roster::import(&pool, &roster()).await.unwrap();
@@ -79,9 +90,11 @@ impl Fixture {
                 .map(|(_, t)| t.clone())
                 .unwrap()
         };
-        let server = server::start(options(dir.path(), 1, upload_limit), engine)
-            .await
-            .unwrap();
+        let options = Options {
+            policy,
+            ..options(dir.path(), 1, upload_limit)
+        };
+        let server = server::start(options, engine).await.unwrap();
         Fixture {
             s1: token("s1"),
             s2: token("s2"),
@@ -137,6 +150,8 @@ fn assert_error(body: &Value, code: &str) {
 struct Events {
     response: Response,
     buffer: String,
+    /// The id of the last event read.
+    last_id: Option<String>,
 }
 
 impl Events {
@@ -158,6 +173,7 @@ impl Events {
         Events {
             response,
             buffer: String::new(),
+            last_id: None,
         }
     }
 
@@ -173,6 +189,8 @@ impl Events {
                         name = Some(v.to_string());
                     } else if let Some(v) = line.strip_prefix("data: ") {
                         data = Some(serde_json::from_str(v).unwrap());
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        self.last_id = Some(v.to_string());
                     }
                 }
                 match (name, data) {
@@ -429,10 +447,10 @@ async fn an_upload_is_graded_to_full_marks_with_live_progress() {
     assert_eq!(
         (
             s1["id"].as_str(),
-            s1["latest_score"].as_i64(),
-            s1["best_score"].as_i64()
+            s1["counted"]["id"].as_i64(),
+            s1["counted"]["final_score"].as_i64()
         ),
-        (Some("s1"), Some(100), Some(100)),
+        (Some("s1"), Some(id), Some(100)),
         "{book}"
     );
 }
@@ -661,8 +679,11 @@ async fn a_failed_job_waits_out_its_backoff_before_it_is_claimed_again() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn fifty_concurrent_uploads_are_all_accepted_stored_and_queued_once() {
-    let f = Arc::new(Fixture::start(None, 1 << 20).await);
+async fn fifty_concurrent_uploads_are_all_accepted_stored_queued_once_and_graded() {
+    // Not archives: the real engine's intake rejects each quickly, which keeps this test short.
+    let engine = tokio::task::spawn_blocking(engine).await.unwrap();
+    let f = Arc::new(Fixture::start(Some(engine), 1 << 20).await);
+    let mut updates = f.server.state().events.subscribe();
     let uploads: Vec<_> = (0..50u8)
         .map(|n| {
             let f = Arc::clone(&f);
@@ -687,12 +708,17 @@ async fn fifty_concurrent_uploads_are_all_accepted_stored_and_queued_once() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 50);
-    let (jobs,): (i64,) =
-        sqlx::query_as("SELECT COUNT(DISTINCT submission_id) FROM jobs WHERE state = 'queued'")
-            .fetch_one(&f.server.state().db)
-            .await
-            .unwrap();
-    assert_eq!(jobs, 50);
+    let mut done = Fixture::done_events(&mut updates, 50).await;
+    done.sort_unstable();
+    assert_eq!(done, ids, "each graded once");
+    let (jobs, rejected): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'done'), \
+                (SELECT COUNT(*) FROM submissions WHERE status = 'rejected')",
+    )
+    .fetch_one(&f.server.state().db)
+    .await
+    .unwrap();
+    assert_eq!((jobs, rejected), (50, 50));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -712,7 +738,516 @@ async fn only_instructors_read_the_gradebook() {
     assert_eq!(ids, ["s1", "s2"], "students only, in id order");
     assert_eq!(students[0]["submissions"], 0);
     assert_eq!(students[1]["submissions"], 1);
-    assert_eq!(students[1]["latest_id"], id);
-    assert_eq!(students[1]["latest_status"], "queued");
-    assert_eq!(students[1]["best_score"], Value::Null);
+    assert_eq!(
+        students[1]["counted"],
+        Value::Null,
+        "submission {id} is not graded yet"
+    );
+    // The gradebook kept from the last request follows later writes, the server's own and others'.
+    f.upload(&f.s1, vec![1; 10]).await;
+    let pool = db::open(f.dir.path()).await.unwrap();
+    roster::extend(&pool, "s2", 0, None).await.unwrap();
+    let book = json(f.get("/api/gradebook", &f.t1).await).await;
+    assert_eq!(book["students"][0]["submissions"], 1, "{book}");
+    assert_eq!(
+        book["students"][1]["extension"], "1970-01-01T00:00:00Z",
+        "{book}"
+    );
+    for path in ["/api/gradebook.csv", "/api/extensions"] {
+        let refused = f.get(path, &f.s1).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path}");
+        assert_error(&json(refused).await, "forbidden");
+    }
+}
+
+impl Fixture {
+    async fn post_json(&self, path: &str, token: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits for `n` gradings to end (`done` events of any submission) on `updates`, subscribed
+    /// before they could end.
+    async fn done_events(
+        updates: &mut tokio::sync::broadcast::Receiver<(i64, server::events::Update)>,
+        n: usize,
+    ) -> Vec<i64> {
+        let mut done = Vec::new();
+        tokio::time::timeout(GRADING_DEADLINE, async {
+            while done.len() < n {
+                if let (id, server::events::Update::Done { .. }) = updates.recv().await.unwrap() {
+                    done.push(id);
+                }
+            }
+        })
+        .await
+        .expect("gradings ended in time");
+        done
+    }
+}
+
+/// A 429's `Retry-After` (seconds) and its JSON error.
+async fn rate_limited(refused: Response) -> (u64, Value) {
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = json(refused).await;
+    assert_error(&body, "rate_limited");
+    (retry, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_student_over_the_rate_limit_gets_429_with_retry_after_and_sees_what_is_left() {
+    let policy = Policy {
+        min_interval: Duration::from_secs(30),
+        per_day: 0,
+        ..Policy::default()
+    };
+    let f = Fixture::with_policy(None, 1 << 20, policy).await;
+    assert_eq!(
+        f.upload(&f.s1, vec![1; 10]).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let (retry, body) = rate_limited(f.upload(&f.s1, vec![2; 10]).await).await;
+    assert!((1..=30).contains(&retry), "{retry}");
+    let message = body["error"]["message"].as_str().unwrap();
+    let at = body["error"]["retry_at"].as_str().unwrap();
+    assert!(
+        message.contains(at) && at.ends_with('Z'),
+        "says when: {body}"
+    );
+    // Other students and instructors are not held back.
+    assert_eq!(
+        f.upload(&f.s2, vec![3; 10]).await.status(),
+        StatusCode::ACCEPTED
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            f.upload(&f.t1, vec![4; 10]).await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+    let me = json(f.get("/api/me", &f.s1).await).await;
+    assert_eq!(me["limits"]["used_today"], 1, "{me}");
+    assert_eq!(me["limits"]["next_upload_at"], at, "{me}");
+    assert_eq!(me["submissions"], 1, "the refused upload was not stored");
+
+    let daily = Policy {
+        min_interval: Duration::ZERO,
+        per_day: 2,
+        ..Policy::default()
+    };
+    let f = Fixture::with_policy(None, 1 << 20, daily).await;
+    for n in 0..2 {
+        assert_eq!(
+            f.upload(&f.s1, vec![n; 10]).await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+    let me = json(f.get("/api/me", &f.s1).await).await;
+    assert_eq!(
+        (&me["limits"]["per_day"], &me["limits"]["remaining_today"]),
+        (&Value::from(2), &Value::from(0)),
+        "{me}"
+    );
+    let (retry, _) = rate_limited(f.upload(&f.s1, vec![9; 10]).await).await;
+    assert!(
+        (86_000..=86_400).contains(&retry),
+        "a place frees when the first upload is a day old: {retry}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_uploads_of_one_student_cannot_slip_past_the_rate_limit() {
+    let policy = Policy {
+        min_interval: Duration::from_secs(30),
+        per_day: 0,
+        ..Policy::default()
+    };
+    let f = Arc::new(Fixture::with_policy(None, 1 << 20, policy).await);
+    let uploads: Vec<_> = (0..10u8)
+        .map(|n| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move { f.upload(&f.s1, vec![n; 100]).await.status() })
+        })
+        .collect();
+    let mut accepted = 0;
+    for u in uploads {
+        match u.await.unwrap() {
+            StatusCode::ACCEPTED => accepted += 1,
+            other => assert_eq!(other, StatusCode::TOO_MANY_REQUESTS),
+        }
+    }
+    assert_eq!(accepted, 1);
+}
+
+/// Unix milliseconds `hours` from now (negative: ago).
+fn hours_from_now(hours: i64) -> i64 {
+    db::now_ms() + hours * 3_600_000
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn late_uploads_are_marked_and_penalised_extensions_move_the_deadline_and_the_csv_matches_the_json(
+) {
+    let engine = tokio::task::spawn_blocking(engine).await.unwrap();
+    let policy = Policy {
+        deadline: Some(hours_from_now(-36)),
+        late_penalty_per_day: 10,
+        ..open_policy()
+    };
+    let f = Fixture::with_policy(Some(engine), 1 << 20, policy).await;
+    let mut updates = f.server.state().events.subscribe();
+    // Students may not grant extensions; instructors may, to known people only.
+    let until = server::time::format_ms(hours_from_now(24));
+    let grant = json!({"person": "s2", "until": until, "reason": "ill"});
+    let refused = f.post_json("/api/extensions", &f.s2, grant.clone()).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let unknown = json!({"person": "nobody", "until": until});
+    let r = f.post_json("/api/extensions", &f.t1, unknown).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = f
+        .post_json(
+            "/api/extensions",
+            &f.t1,
+            json!({"person": "s2", "until": "soon"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_error(&json(r).await, "bad_request");
+    let granted = f.post_json("/api/extensions", &f.t1, grant).await;
+    assert_eq!(granted.status(), StatusCode::CREATED);
+    let listed = json(f.get("/api/extensions", &f.t1).await).await;
+    assert_eq!(listed["extensions"][0]["until"], until.as_str());
+
+    let late = json(f.upload(&f.s1, reference_archive()).await).await;
+    let late_ms = late["late_ms"].as_i64().unwrap();
+    assert_eq!(
+        (&late["late"], &late["penalty_pct"]),
+        (&json!(true), &json!(20)),
+        "{late}"
+    );
+    assert!(
+        (36 * 3_600_000..37 * 3_600_000).contains(&late_ms),
+        "{late}"
+    );
+    let on_time = json(f.upload(&f.s2, b"not an archive".to_vec()).await).await;
+    assert_eq!(
+        (&on_time["late"], &on_time["penalty_pct"]),
+        (&json!(false), &json!(0))
+    );
+    // Built while the gradings run; the one read below must show their scores all the same.
+    let early = json(f.get("/api/gradebook", &f.t1).await).await;
+    assert_eq!(early["students"][0]["counted"], Value::Null, "{early}");
+    Fixture::done_events(&mut updates, 2).await;
+    let graded = json(f.get("/api/gradebook", &f.t1).await).await;
+    assert_eq!(
+        graded["students"][0]["counted"]["final_score"], 80,
+        "{graded}"
+    );
+    // s1 again, later but worse: the best score still counts.
+    let worse = json(f.upload(&f.s1, b"not an archive either".to_vec()).await).await;
+    Fixture::done_events(&mut updates, 1).await;
+
+    let id = late["id"].as_i64().unwrap();
+    let graded = json(f.get(&format!("/api/submissions/{id}"), &f.s1).await).await;
+    assert_eq!(
+        (&graded["score"], &graded["final_score"], &graded["late"]),
+        (&json!(100), &json!(80), &json!(true)),
+        "{graded}"
+    );
+    let me = json(f.get("/api/me", &f.s1).await).await;
+    assert_eq!(me["best"]["id"], id, "{me}");
+    assert_eq!(me["latest"]["id"], worse["id"], "{me}");
+    assert_eq!(
+        json(f.get("/api/me", &f.s2).await).await["deadline"],
+        until.as_str()
+    );
+
+    let book = json(f.get("/api/gradebook", &f.t1).await).await;
+    assert_eq!(book["policy"], "best");
+    let s1 = &book["students"][0];
+    assert_eq!(s1["counted"]["id"], id, "{book}");
+    assert_eq!(
+        (&s1["submissions"], &s1["late_submissions"]),
+        (&json!(2), &json!(2))
+    );
+    assert_eq!(s1["counted"]["final_score"], 80);
+    let s2 = &book["students"][1];
+    assert_eq!(
+        (&s2["counted"]["status"], &s2["extension"]),
+        (&json!("rejected"), &json!(until))
+    );
+    let categories: Vec<String> = serde_json::from_value(book["categories"].clone()).unwrap();
+    assert!(!categories.is_empty());
+
+    let csv = f.get("/api/gradebook.csv", &f.t1).await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert!(csv.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let text = csv.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[header.len() - categories.len()..], categories[..]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    let cell = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for (row, line) in rows.iter().zip(book["students"].as_array().unwrap()) {
+        let counted = &line["counted"];
+        for (column, value) in header.iter().zip(row.iter()) {
+            let expected = match column.as_str() {
+                "submission_id" => &counted["id"],
+                c if categories.iter().any(|k| k == c) => &counted["categories"][c],
+                c if line.get(c).is_some() => &line[c],
+                c => &counted[c],
+            };
+            assert_eq!(value, cell(expected), "column {column} of {}", line["id"]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn regrades_are_for_instructors_and_wait_behind_fresh_uploads() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let db = &f.server.state().db;
+    let a = json(f.upload(&f.s1, vec![1; 10]).await).await["id"]
+        .as_i64()
+        .unwrap();
+    // Submission a has been graded once.
+    let job = queue::claim(db, "w").await.unwrap().unwrap();
+    sqlx::query("UPDATE jobs SET state = 'done' WHERE id = ?")
+        .bind(job.id)
+        .execute(db)
+        .await
+        .unwrap();
+    let body = json!({"submission": a});
+    let refused = f.post_json("/api/regrades", &f.s1, body.clone()).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_error(&json(refused).await, "forbidden");
+    for bad in [
+        json!({}),
+        json!({"all": true, "person": "s1"}),
+        json!({"everything": 1}),
+    ] {
+        let r = f.post_json("/api/regrades", &f.t1, bad.clone()).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let r = f
+        .post_json("/api/regrades", &f.t1, json!({"person": "nobody"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let regrade = f.post_json("/api/regrades", &f.t1, body.clone()).await;
+    assert_eq!(regrade.status(), StatusCode::ACCEPTED);
+    let regrade = json(regrade).await;
+    assert_eq!(
+        (&regrade["queued"], &regrade["skipped"]),
+        (&json!(1), &json!(0))
+    );
+    // Asked twice, it is queued once.
+    let again = json(f.post_json("/api/regrades", &f.t1, body).await).await;
+    assert_eq!(
+        (&again["queued"], &again["skipped"]),
+        (&json!(0), &json!(1))
+    );
+    let b = json(f.upload(&f.s2, vec![2; 10]).await).await;
+    assert_eq!(
+        b["position"], 1,
+        "a fresh upload goes before the regrade: {b}"
+    );
+    let shown = json(f.get(&format!("/api/submissions/{a}"), &f.t1).await).await;
+    assert_eq!(shown["position"], 2);
+    let progress_url = regrade["urls"]["self"].as_str().unwrap().to_string();
+    assert_eq!(
+        f.get(&progress_url, &f.s1).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let progress = json(f.get(&progress_url, &f.t1).await).await;
+    assert_eq!(
+        (&progress["queued"], &progress["finished"]),
+        (&json!(1), &json!(false))
+    );
+    let first = queue::claim(db, "w").await.unwrap().unwrap();
+    assert_eq!(
+        (first.submission_id, first.is_regrade()),
+        (b["id"].as_i64().unwrap(), false)
+    );
+    let second = queue::claim(db, "w").await.unwrap().unwrap();
+    assert_eq!((second.submission_id, second.is_regrade()), (a, true));
+    let progress = json(f.get(&progress_url, &f.t1).await).await;
+    assert_eq!(
+        (&progress["running"], &progress["total"]),
+        (&json!(1), &json!(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_position_skips_jobs_in_backoff_and_a_job_in_backoff_waits_behind_the_runnable_ones() {
+    let f = Fixture::start(None, 1 << 20).await;
+    let db = &f.server.state().db;
+    let a = json(f.upload(&f.s1, vec![1; 10]).await).await["id"]
+        .as_i64()
+        .unwrap();
+    let b = json(f.upload(&f.s2, vec![2; 10]).await).await["id"]
+        .as_i64()
+        .unwrap();
+    let job = queue::claim(db, "w").await.unwrap().unwrap();
+    assert_eq!(job.submission_id, a);
+    assert!(
+        queue::fail(db, &job, "sandbox busy", Duration::from_secs(3600))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        queue::position(db, b).await.unwrap(),
+        Some(1),
+        "a is not ahead while it waits"
+    );
+    assert_eq!(queue::position(db, a).await.unwrap(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_metrics_tell_the_queue_gradings_and_requests() {
+    let idle = Fixture::start(None, 1 << 20).await;
+    assert_eq!(
+        idle.upload(&idle.s1, vec![1; 10]).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let health = idle.client.get(idle.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        health.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no worker, no grading"
+    );
+    let health = json(health).await;
+    assert_eq!(
+        (&health["database"], &health["queue"]["queued"]),
+        (&json!("ok"), &json!(1))
+    );
+
+    let engine = tokio::task::spawn_blocking(engine).await.unwrap();
+    let f = Fixture::start(Some(engine), 1 << 20).await;
+    let mut updates = f.server.state().events.subscribe();
+    let id = json(f.upload(&f.s1, b"not an archive".to_vec()).await).await["id"]
+        .as_i64()
+        .unwrap();
+    Fixture::done_events(&mut updates, 1).await;
+    let health = f.client.get(f.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(json(health).await["sandbox"], "ready");
+    // A regrade records the hidden tests' version again and ends like a grading.
+    let regrade = json(
+        f.post_json("/api/regrades", &f.t1, json!({"all": true}))
+            .await,
+    )
+    .await;
+    assert_eq!(regrade["queued"], 1);
+    Fixture::done_events(&mut updates, 1).await;
+    let progress = json(
+        f.get(regrade["urls"]["self"].as_str().unwrap(), &f.t1)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (&progress["done"], &progress["finished"]),
+        (&json!(1), &json!(true))
+    );
+    let shown = json(f.get(&format!("/api/submissions/{id}"), &f.t1).await).await;
+    assert!(
+        shown["hidden_tests_version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "{shown}"
+    );
+
+    // A client that saw `done` is told there is nothing more (and its browser stops asking).
+    let mut events = Events::open(&f, id, &f.s1).await;
+    events.until("done").await;
+    let last = events.last_id.clone().unwrap();
+    assert!(
+        last.parse::<u64>().unwrap() < 1_000_000,
+        "a step number: {last}"
+    );
+    let again = f
+        .client
+        .get(f.url(&format!("/api/submissions/{id}/events")))
+        .bearer_auth(&f.s1)
+        .header("Last-Event-ID", &last)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NO_CONTENT);
+
+    let metrics = f.client.get(f.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "grader_gradings_total{outcome=\"rejected\"} 2",
+        "grader_http_requests_total{route=\"/api/submissions\",status=\"202\"} 1",
+        "grader_http_requests_total{route=\"/api/regrades\",status=\"202\"} 1",
+        "grader_jobs{kind=\"grade\",state=\"queued\"} 0",
+        "grader_submissions{status=\"rejected\"} 1",
+        "grader_grading_seconds_count 2",
+        "grader_queue_wait_seconds_count 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}
+
+/// A graded report of `score` out of 100, without tests (enough for the gradebook).
+fn report_scoring(score: u32) -> grader::engine::report::Report {
+    let mut report = grader::engine::report::Report::unscored(
+        Vec::new(),
+        &Default::default(),
+        grader::engine::report::LimitsReport::default(),
+    );
+    report.score = score;
+    report.max_score = 100;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gradebook_counts_the_best_or_the_latest_score_as_configured() {
+    for (policy, counted) in [(ScorePolicy::Best, 0), (ScorePolicy::Latest, 1)] {
+        let f = Fixture::with_policy(
+            None,
+            1 << 20,
+            Policy {
+                score_policy: policy,
+                ..open_policy()
+            },
+        )
+        .await;
+        let db = &f.server.state().db;
+        let mut ids = Vec::new();
+        for score in [80, 55] {
+            ids.push(json(f.upload(&f.s1, vec![1; 10]).await).await["id"].clone());
+            let job = queue::claim(db, "w").await.unwrap().unwrap();
+            queue::finish(db, &job, &report_scoring(score), "v1")
+                .await
+                .unwrap();
+            f.server.state().gradebook.invalidate();
+        }
+        let book = json(f.get("/api/gradebook", &f.t1).await).await;
+        assert_eq!(book["policy"], policy.as_str());
+        assert_eq!(book["students"][0]["counted"]["id"], ids[counted], "{book}");
+        let me = json(f.get("/api/me", &f.s1).await).await;
+        assert_eq!(
+            (&me["best"]["final_score"], &me["latest"]["final_score"]),
+            (&json!(80), &json!(55)),
+            "{me}"
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! `grader roster` and `grader serve` through the real binary: tokens printed once, re-imports
-//! that change nobody's token, `roster token` revoking the old one, a roster mistake named with
+//! that change nobody's token, `roster token` revoking the old one, `roster extend`, a roster mistake named with
 //! exit 2 (no hidden tests are needed for these), and a server killed with SIGKILL mid-grading that
 //! grades the upload after a restart, then exits 0 on SIGTERM.
 
@@ -65,6 +65,28 @@ fn roster_import_prints_new_tokens_once_and_token_replaces_one() {
     let unknown = grader(&data, &["roster", "token", "nobody"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("nobody"));
+
+    // An extension, given with an offset, is stored and printed in UTC.
+    let extended = grader(
+        &data,
+        &[
+            "roster",
+            "extend",
+            "s2",
+            "2027-01-01T00:30:00+01:00",
+            "--reason",
+            "ill",
+        ],
+    );
+    assert!(extended.status.success(), "{extended:?}");
+    assert_eq!(stdout(&extended), "s2\t2026-12-31T23:30:00Z\n");
+    for args in [
+        ["roster", "extend", "nobody", "2027-01-01T00:00:00Z"],
+        ["roster", "extend", "s2", "next week"],
+    ] {
+        let refused = grader(&data, &args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+    }
 }
 
 #[test]

@@ -61,6 +61,7 @@ impl Site {
             upload_limit: 1 << 20,
             drain: Duration::from_secs(5),
             retry_delay: Duration::ZERO,
+            policy: common::open_policy(),
         };
         let server = server::start(options, None).await.unwrap();
         Site {

@@ -21,6 +21,7 @@ use crate::engine::report::{Outcome, Report, Status};
 use crate::engine::suite::{self, HiddenTests, HiddenTestsError};
 use crate::engine::{Config, Engine, EngineError, Input, Mode, Progress};
 use crate::server;
+use crate::server::policy::ScorePolicy;
 
 /// Grades `02_runtime` async-runtime crates: sandboxed build, one process per test, rubric scores.
 #[derive(Debug, Parser)]
@@ -157,6 +158,22 @@ pub enum Command {
         /// Seconds shutdown waits for running gradings.
         #[arg(long, env = "GRADER_DRAIN_SECS", default_value_t = 300)]
         drain_secs: u64,
+        /// Shortest time between two uploads of a student, in seconds (0: no limit).
+        #[arg(long, env = "GRADER_MIN_INTERVAL_SECS", default_value_t = 30)]
+        min_interval_secs: u64,
+        /// Uploads a student may make in any 24 hours (0: no limit).
+        #[arg(long, env = "GRADER_PER_DAY", default_value_t = 30)]
+        per_day: u32,
+        /// The deadline, RFC 3339 (e.g. 2026-12-24T23:59:00Z); later uploads are accepted, marked
+        /// late and penalised.
+        #[arg(long, env = "GRADER_DEADLINE", value_parser = parse_time)]
+        deadline: Option<i64>,
+        /// Percent of the score a late upload loses per started day late (capped at 100).
+        #[arg(long, env = "GRADER_LATE_PENALTY", default_value_t = 10)]
+        late_penalty: u32,
+        /// Which submission of a student the gradebook counts.
+        #[arg(long, env = "GRADER_SCORE_POLICY", value_enum, default_value_t = ScorePolicy::Best)]
+        score_policy: ScorePolicy,
     },
     /// The server's people and their API tokens.
     #[command(subcommand)]
@@ -177,6 +194,22 @@ pub enum RosterCommand {
         /// The person's roster id.
         id: String,
     },
+    /// Give a person their own deadline (replacing an earlier extension).
+    Extend {
+        /// The person's roster id.
+        id: String,
+        /// Their deadline, RFC 3339 (e.g. 2026-12-31T23:59:00Z).
+        #[arg(value_parser = parse_time)]
+        until: i64,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// An RFC 3339 time as Unix milliseconds.
+fn parse_time(text: &str) -> Result<i64, String> {
+    server::time::parse_rfc3339(text)
 }
 
 /// Where the grading server is and who you are (else what `grader login` saved).
@@ -371,6 +404,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
             bind,
             upload_limit,
             drain_secs,
+            min_interval_secs,
+            per_day,
+            deadline,
+            late_penalty,
+            score_policy,
             ..
         } => {
             let options = server::Options {
@@ -380,6 +418,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 workers,
                 drain: Duration::from_secs(drain_secs),
                 retry_delay: server::RETRY_DELAY,
+                policy: server::policy::Policy {
+                    min_interval: Duration::from_secs(min_interval_secs),
+                    per_day,
+                    deadline,
+                    late_penalty_per_day: late_penalty,
+                    score_policy,
+                },
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -461,6 +506,11 @@ fn roster(data_dir: &std::path::Path, command: &RosterCommand) -> Result<ExitCod
             RosterCommand::Token { id } => {
                 println!("{}", server::roster::new_token(&db, id).await?);
                 eprintln!("new token for {id}; the old one no longer works");
+            }
+            RosterCommand::Extend { id, until, reason } => {
+                let until = server::roster::extend(&db, id, *until, reason.as_deref()).await?;
+                println!("{id}\t{until}");
+                eprintln!("{id} may submit until {until} without a late penalty");
             }
         }
         db.close().await;

@@ -11,7 +11,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::Stream;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
@@ -67,6 +66,12 @@ pub struct Row {
     pub graded_at: Option<i64>,
     /// Why grading itself failed (instructors only).
     pub error: Option<String>,
+    /// How late it came (ms after the student's deadline), if late.
+    pub late_ms: Option<i64>,
+    /// The late penalty it earned, in percent (fixed at upload).
+    pub penalty_pct: i64,
+    /// The score after that penalty.
+    pub final_score: Option<i64>,
 }
 
 /// A static query reading [`Row`]s: every column, then `$rest`.
@@ -74,7 +79,8 @@ macro_rules! select_rows {
     ($rest:literal) => {
         concat!(
             "SELECT id, person_id, created_at, file_name, size_bytes, sha256, status, score, ",
-            "max_score, report, hidden_version, graded_at, error FROM submissions ",
+            "max_score, report, hidden_version, graded_at, error, late_ms, penalty_pct, final_score ",
+            "FROM submissions ",
             $rest
         )
     };
@@ -135,6 +141,10 @@ pub struct Accepted {
     pub sha256: String,
     /// Its size.
     pub size_bytes: u64,
+    /// How late it came (ms after the student's deadline), if late.
+    pub late_ms: Option<i64>,
+    /// The late penalty it earned, in percent.
+    pub penalty_pct: i64,
 }
 
 async fn upload(
@@ -157,6 +167,9 @@ async fn upload(
         "position": accepted.position,
         "sha256": accepted.sha256,
         "size_bytes": accepted.size_bytes,
+        "late": accepted.late_ms.is_some(),
+        "late_ms": accepted.late_ms,
+        "penalty_pct": accepted.penalty_pct,
         "urls": urls(id),
     });
     Ok((
@@ -176,6 +189,11 @@ pub async fn accept_upload(
 ) -> Result<Accepted, AppError> {
     if !state.accepting() {
         return Err(AppError::ShuttingDown);
+    }
+    // Refused before the body is read; checked again below, where it counts.
+    {
+        let mut conn = state.db.acquire().await?;
+        state.policy.admit(&mut conn, caller, now_ms()).await?;
     }
     let limit = state.upload_limit;
     let to_app = from_multipart(limit);
@@ -212,17 +230,25 @@ pub async fn accept_upload(
         )
     })?;
     let mut tx = write(&state.db).await?;
+    // Inside the write transaction: concurrent uploads of one student are counted one by one.
+    let now = now_ms();
+    state.policy.admit(&mut tx, caller, now).await?;
+    let deadline = state.policy.deadline_for(&mut tx, &caller.id).await?;
+    let (late_ms, penalty_pct) = state.policy.lateness(deadline, now);
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO submissions (person_id, created_at, file_name, size_bytes, sha256, status) \
-         VALUES (?, ?, ?, ?, ?, 'queued') RETURNING id",
+        "INSERT INTO submissions (person_id, created_at, file_name, size_bytes, sha256, status, \
+         late_ms, penalty_pct) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id",
     )
     .bind(&caller.id)
-    .bind(now_ms())
+    .bind(now)
     .bind(&file_name)
     .bind(i64::try_from(size).unwrap_or(i64::MAX))
     .bind(&sha256)
+    .bind(late_ms)
+    .bind(penalty_pct)
     .fetch_one(&mut *tx)
     .await?;
+    tracing::Span::current().record("submission", id);
     queue::enqueue(&mut tx, id, UPLOAD_PRIORITY).await?;
     // The file is in place and durable before the row commits; a crash in between leaves an
     // orphan file, never a row without its file.
@@ -231,6 +257,7 @@ pub async fn accept_upload(
         .map_err(|e| AppError::Internal(format!("cannot store {}: {e}", path.display())))?;
     sync_dir(&state.uploads_dir())?;
     tx.commit().await?;
+    state.gradebook.invalidate();
     state.wake.notify_one();
     let position = queue::position(&state.db, id).await?;
     Ok(Accepted {
@@ -238,6 +265,8 @@ pub async fn accept_upload(
         position,
         sha256,
         size_bytes: size,
+        late_ms,
+        penalty_pct: penalty_pct.into(),
     })
 }
 
@@ -253,59 +282,47 @@ pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Row,
         .ok_or(AppError::NotFound)
 }
 
-/// The JSON of a submission; `with_report` adds the report (as the caller may see it).
-async fn view(
-    state: &AppState,
-    caller: &Caller,
-    row: Row,
-    with_report: bool,
-) -> Result<Value, AppError> {
-    let position = if row.status == "queued" {
-        queue::position(&state.db, row.id).await?
-    } else {
-        None
-    };
+/// The JSON of a submission, without its report.
+async fn view(state: &AppState, caller: &Caller, row: &Row) -> Result<Value, AppError> {
+    // Whatever the status: a regrade waits in the queue while the previous result stands.
+    let position = queue::position(&state.db, row.id).await?;
     let mut v = json!({
         "id": row.id,
         "created_at": row.created_at,
-        "file_name": row.file_name,
+        "file_name": &row.file_name,
         "size_bytes": row.size_bytes,
-        "sha256": row.sha256,
-        "status": row.status,
+        "sha256": &row.sha256,
+        "status": &row.status,
         "position": position,
         "graded_at": row.graded_at,
+        "late": row.late_ms.is_some(),
+        "late_ms": row.late_ms,
+        "penalty_pct": row.penalty_pct,
         "urls": urls(row.id),
     });
     // An internal error is never shown as a score.
     if row.status != "error" {
         v["score"] = json!(row.score);
+        v["final_score"] = json!(row.final_score);
         v["max_score"] = json!(row.max_score);
     } else if !caller.is_instructor() {
         v["message"] = json!(ERROR_FOR_STUDENT);
     }
     if caller.is_instructor() {
-        v["person"] = json!(row.person_id);
-        v["hidden_tests_version"] = json!(row.hidden_version);
-        v["error"] = json!(row.error);
-    }
-    if with_report {
-        let report = match row.report.as_deref() {
-            None => Value::Null,
-            Some(text) => {
-                let report: Report = serde_json::from_str(text).map_err(|e| {
-                    AppError::Internal(format!("stored report of submission {}: {e}", row.id))
-                })?;
-                let report = if caller.is_instructor() {
-                    report
-                } else {
-                    report.for_student()
-                };
-                serde_json::to_value(report).expect("reports serialise")
-            }
-        };
-        v["report"] = report;
+        v["person"] = json!(&row.person_id);
+        v["hidden_tests_version"] = json!(&row.hidden_version);
+        v["error"] = json!(&row.error);
     }
     Ok(v)
+}
+
+/// A submission with its report (as the caller may see it), serialised without an intermediate
+/// JSON tree of the report.
+#[derive(Debug, serde::Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    submission: Value,
+    report: Option<Report>,
 }
 
 /// Query of `GET /api/submissions/{id}`.
@@ -320,7 +337,7 @@ async fn show(
     caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<ShowQuery>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Shown>, AppError> {
     let row = visible(&state, &caller, &id).await?;
     match query.view.as_deref() {
         None | Some("student") => {}
@@ -343,7 +360,23 @@ async fn show(
     } else {
         &caller
     };
-    Ok(Json(view(&state, caller, row, true).await?))
+    let report = match row.report.as_deref() {
+        None => None,
+        Some(text) => {
+            let report: Report = serde_json::from_str(text).map_err(|e| {
+                AppError::Internal(format!("stored report of submission {}: {e}", row.id))
+            })?;
+            Some(if caller.is_instructor() {
+                report
+            } else {
+                report.for_student()
+            })
+        }
+    };
+    Ok(Json(Shown {
+        submission: view(&state, caller, &row).await?,
+        report,
+    }))
 }
 
 /// `GET /api/submissions/{id}/upload`: the uploaded file as it was stored (its owner's, or any
@@ -387,18 +420,25 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(view(&state, &caller, row, false).await?);
+        out.push(view(&state, &caller, &row).await?);
     }
     Ok(Json(json!({ "submissions": out })))
 }
 
 /// The submission's state now, as an update.
 async fn current(state: &AppState, id: i64) -> Result<Update, AppError> {
-    let (status, score, max_score): (String, Option<i64>, Option<i64>) =
-        sqlx::query_as("SELECT status, score, max_score FROM submissions WHERE id = ?")
-            .bind(id)
-            .fetch_one(&state.db)
-            .await?;
+    let (status, score, max_score, tests): (String, Option<i64>, Option<i64>, Option<i64>) =
+        sqlx::query_as(
+            "SELECT status, score, max_score, json_array_length(report, '$.tests') \
+             FROM submissions WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_one(&state.db)
+        .await?;
+    let tests = tests.map_or_else(
+        || state.hidden_test_count(),
+        |t| usize::try_from(t).unwrap_or(0),
+    );
     Ok(match status.as_str() {
         "queued" => Update::Queued {
             position: queue::position(&state.db, id).await?.unwrap_or(1),
@@ -408,11 +448,13 @@ async fn current(state: &AppState, id: i64) -> Result<Update, AppError> {
             status,
             score: None,
             max_score: None,
+            step: Update::done_step(state.hidden_test_count()),
         },
         _ => Update::Done {
             status,
             score,
             max_score,
+            step: Update::done_step(tests),
         },
     })
 }
@@ -454,13 +496,14 @@ impl Listener {
 
 /// `GET /api/submissions/{id}/events`: server-sent events, starting with the current state and
 /// ending after `done`. Each event's id is its [`Update::step`]; a client reconnecting with
-/// `Last-Event-ID` gets only what came after.
+/// `Last-Event-ID` gets only what came after, and one that already saw `done` gets 204 (which
+/// tells a browser's `EventSource` to stop reconnecting).
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+) -> Result<Response, AppError> {
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -469,6 +512,9 @@ async fn events(
     // Subscribed before the state is read: nothing between the two is missed.
     let rx = state.events.subscribe();
     let first = current(&state, row.id).await?;
+    if matches!(first, Update::Done { .. }) && !first.is_after(last) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let listener = Listener {
         state,
         id: row.id,
@@ -498,7 +544,9 @@ async fn events(
             .event(update.name())
             .id(update.step().to_string())
             .data(data);
-        Some((Ok(event), l))
+        Some((Ok::<_, Infallible>(event), l))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

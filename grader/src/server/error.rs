@@ -4,6 +4,7 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde_json::json;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,18 @@ pub enum AppError {
     /// A malformed request, in words for its sender.
     #[error("{0}")]
     BadRequest(String),
+    /// Over the upload rate limit; `retry_after` seconds from now, at `at`, it is allowed again.
+    #[error(
+        "upload limit reached ({limit}): your next upload is allowed at {at}, in {retry_after} s"
+    )]
+    RateLimited {
+        /// The limit, in words.
+        limit: String,
+        /// When the next upload is allowed (RFC 3339, UTC).
+        at: String,
+        /// Seconds until then, rounded up (the `Retry-After` header).
+        retry_after: u64,
+    },
     /// The server is shutting down.
     #[error("the server is shutting down and takes no uploads now; try again in a minute")]
     ShuttingDown,
@@ -62,6 +75,7 @@ impl AppError {
             AppError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
             AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -84,11 +98,27 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let message = self.public_message();
-        let body = Json(serde_json::json!({"error": {"code": code, "message": message}}));
-        if status == StatusCode::UNAUTHORIZED {
-            (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
-        } else {
-            (status, body).into_response()
+        let mut error = json!({"code": code, "message": message});
+        match self {
+            AppError::MissingToken | AppError::BadToken => (
+                status,
+                [(header::WWW_AUTHENTICATE, "Bearer".to_string())],
+                Json(json!({"error": error})),
+            )
+                .into_response(),
+            AppError::RateLimited {
+                at, retry_after, ..
+            } => {
+                error["retry_at"] = json!(at);
+                error["retry_after_secs"] = json!(retry_after);
+                (
+                    status,
+                    [(header::RETRY_AFTER, retry_after.to_string())],
+                    Json(json!({"error": error})),
+                )
+                    .into_response()
+            }
+            _ => (status, Json(json!({"error": error}))).into_response(),
         }
     }
 }

@@ -37,6 +37,9 @@ pub enum Update {
         score: Option<i64>,
         /// Points possible, when graded.
         max_score: Option<i64>,
+        /// Its event id: the step after the last test's (see [`Update::done_step`]).
+        #[serde(skip)]
+        step: u64,
     },
 }
 
@@ -63,8 +66,14 @@ impl Update {
             Update::Checking => 1,
             Update::Building => 2,
             Update::Testing { done, .. } => 2 + *done as u64,
-            Update::Done { .. } => u64::MAX,
+            Update::Done { step, .. } => *step,
         }
+    }
+
+    /// The step of `done` after a grading of `tests` tests: one past the last test's, so that a
+    /// client that saw it (its `Last-Event-ID`) is told there is nothing more.
+    pub fn done_step(tests: usize) -> u64 {
+        3 + tests as u64
     }
 
     /// Whether a client that saw step `last` still needs this update.

@@ -1,8 +1,8 @@
 //! The grading server (`grader serve`): a JSON API over a durable SQLite queue, with workers that
 //! grade through the [`Engine`](crate::engine::Engine).
 //!
-//! Layers: [`db`] (the database) <- [`auth`], [`queue`], [`roster`] <- [`worker`], [`api`], [`gradebook`] <- this
-//! module ([`app`], [`start`], [`run`]).
+//! Layers: [`db`] (the database) <- [`auth`], [`queue`], [`roster`], [`policy`] <- [`worker`], [`api`],
+//! [`gradebook`], [`regrade`], [`metrics`] <- this module ([`app`], [`start`], [`run`]).
 
 pub mod api;
 pub mod auth;
@@ -10,8 +10,12 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod gradebook;
+pub mod metrics;
+pub mod policy;
 pub mod queue;
+pub mod regrade;
 pub mod roster;
+pub mod time;
 pub mod web;
 pub mod worker;
 
@@ -21,10 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use sqlx::SqlitePool;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -50,6 +54,16 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Live progress of gradings.
     pub events: events::Hub,
+    /// Rate limit, deadline, late penalty, score policy.
+    pub policy: Arc<policy::Policy>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
+    /// The last gradebook built.
+    pub gradebook: Arc<gradebook::Cache>,
+    /// The engine the workers grade with (`None`: no worker runs).
+    engine: Option<Arc<Engine>>,
+    /// Workers grading.
+    workers: usize,
     accepting: Arc<AtomicBool>,
 }
 
@@ -57,6 +71,15 @@ impl AppState {
     /// Whether uploads are taken (false once shutdown began).
     pub fn accepting(&self) -> bool {
         self.accepting.load(Ordering::SeqCst)
+    }
+
+    /// The number of rubric entries a grading runs (0 without an engine): bounds the steps of
+    /// its progress events.
+    pub fn hidden_test_count(&self) -> usize {
+        self.engine
+            .as_ref()
+            .and_then(|e| e.rubric())
+            .map_or(0, |r| r.entries().len())
     }
 
     /// Where uploads are stored.
@@ -74,27 +97,85 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .merge(api::router())
+        .merge(policy::router())
         .merge(gradebook::router())
+        .merge(regrade::router())
         .merge(web::router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         // Failures are logged where they happen (internal errors) or are expected (503 while
         // shutting down); the trace is for `RUST_LOG=tower_http=debug`.
         .layer(
             TraceLayer::new_for_http()
+                .make_span_with(request_span)
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .with_state(state)
 }
 
-/// `GET /healthz`: 200 when the database answers.
-async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match sqlx::query("SELECT 1").execute(&state.db).await {
-        Ok(_) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
-        ),
+/// Each request's span: its route and, where the path names one, the submission (an upload
+/// records its new id in it).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        submission = tracing::field::Empty
+    );
+    if let Some(id) = request
+        .uri()
+        .path()
+        .strip_prefix("/api/submissions/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|id| id.parse::<i64>().ok())
+    {
+        span.record("submission", id);
     }
+    span
+}
+
+/// `GET /healthz`: the database answers, the sandbox is ready (an engine with workers), and the
+/// queue's depth; 503 when the server cannot grade or takes no uploads.
+async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let queue: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
+        "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'running'), 0) \
+         FROM jobs WHERE state IN ('queued', 'running')",
+    )
+    .fetch_one(&state.db)
+    .await;
+    let sandbox = state.engine.is_some() && state.workers > 0;
+    let accepting = state.accepting();
+    let (database, queued, running) = match queue {
+        Ok((q, r)) => (serde_json::json!("ok"), Some(q), Some(r)),
+        Err(e) => {
+            tracing::error!("health check: database: {e}");
+            (serde_json::json!("unavailable"), None, None)
+        }
+    };
+    let ready = queued.is_some() && sandbox && accepting;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({
+            "status": if ready { "ok" } else { "unavailable" },
+            "database": database,
+            "sandbox": if sandbox { "ready" } else { "no workers" },
+            "accepting_uploads": accepting,
+            "queue": {"queued": queued, "running": running},
+        })),
+    )
 }
 
 /// How to run the server.
@@ -112,6 +193,8 @@ pub struct Options {
     pub drain: Duration,
     /// Wait before the first retry of an internal grading error (doubling after).
     pub retry_delay: Duration,
+    /// Rate limit, deadline, late penalty, score policy.
+    pub policy: policy::Policy,
 }
 
 /// The usual wait before retrying an internal grading error: long enough for a passing resource
@@ -169,6 +252,11 @@ pub async fn start(options: Options, engine: Option<Arc<Engine>>) -> Result<Serv
         retry_delay: options.retry_delay,
         wake: Arc::new(Notify::new()),
         events: events::Hub::default(),
+        policy: Arc::new(options.policy.clone()),
+        metrics: Arc::default(),
+        gradebook: Arc::default(),
+        workers: if engine.is_some() { options.workers } else { 0 },
+        engine: engine.clone(),
         accepting: Arc::new(AtomicBool::new(true)),
     };
     let listener = tokio::net::TcpListener::bind(options.bind)

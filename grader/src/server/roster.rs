@@ -1,4 +1,5 @@
-//! The roster: `grader roster import FILE.csv` (id,name,email,role) and `grader roster token ID`.
+//! The roster: `grader roster import FILE.csv` (id,name,email,role), `grader roster token ID` and
+//! `grader roster extend ID UNTIL`.
 
 use std::path::Path;
 
@@ -160,4 +161,19 @@ pub async fn new_token(db: &SqlitePool, id: &str) -> Result<String, RosterError>
     let token = issue_token(&mut tx, id).await?;
     tx.commit().await?;
     Ok(token)
+}
+
+/// Gives `id` their own deadline `until` (Unix ms); returns it in RFC 3339.
+pub async fn extend(
+    db: &SqlitePool,
+    id: &str,
+    until: i64,
+    reason: Option<&str>,
+) -> Result<String, RosterError> {
+    let mut tx = write(db).await?;
+    if !super::policy::extend(&mut tx, id, until, reason, None).await? {
+        return Err(RosterError::UnknownPerson(id.to_string()));
+    }
+    tx.commit().await?;
+    Ok(super::time::format_ms(until))
 }

@@ -2,11 +2,13 @@
 //! blocking thread (never on the async runtime), and stores the report or the internal error.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
+use super::db::now_ms;
 use super::events::Update;
 use super::queue::{self, Claimed};
 use super::AppState;
@@ -49,48 +51,64 @@ pub async fn run(
     }
 }
 
-/// Grades one claimed job and records the outcome.
+/// Grades one claimed job and records the outcome, in a span naming the submission.
 async fn grade(state: &AppState, engine: &Arc<Engine>, name: &str, job: Claimed) {
+    let span = tracing::info_span!("grading", submission = job.submission_id, job = job.id, kind = %job.kind, worker = %name);
+    grade_in_span(state, engine, job).instrument(span).await;
+}
+
+async fn grade_in_span(state: &AppState, engine: &Arc<Engine>, job: Claimed) {
     let sub = job.submission_id;
+    let waited = Duration::from_millis(u64::try_from(now_ms() - job.created_at).unwrap_or(0));
+    let started = Instant::now();
     let outcome = attempt(state, engine, &job).await;
+    let took = started.elapsed();
     let stored = match outcome {
         Ok((report, version)) => {
+            let status = queue::status_name(report.status);
             queue::finish(&state.db, &job, &report, &version)
                 .await
                 .map(|()| {
+                    state.metrics.grading(status, waited, took);
+                    tracing::info!(score = report.score, "{status}");
                     state.events.publish(
                         sub,
                         Update::Done {
-                            status: queue::status_name(report.status).into(),
+                            status: status.into(),
                             score: Some(i64::from(report.score)),
                             max_score: Some(i64::from(report.max_score)),
+                            step: Update::done_step(report.tests.len()),
                         },
                     );
                 })
         }
         Err(error) => {
-            tracing::error!(worker = %name, submission = sub, attempt = job.attempts, "grading failed: {error}");
+            tracing::error!(attempt = job.attempts, "grading failed: {error}");
             queue::fail(&state.db, &job, &error, state.retry_delay)
                 .await
                 .map(|retried| {
                     if retried {
+                        state.metrics.grading("retried", waited, took);
                         state.wake.notify_one();
                     } else {
+                        state.metrics.grading("error", waited, took);
                         state.events.publish(
                             sub,
                             Update::Done {
                                 status: "error".into(),
                                 score: None,
                                 max_score: None,
+                                step: Update::done_step(state.hidden_test_count()),
                             },
                         );
                     }
                 })
         }
     };
+    state.gradebook.invalidate();
     if let Err(e) = stored {
         // The job stays `running` and is re-queued at the next start: nothing is lost.
-        tracing::error!(worker = %name, submission = sub, "cannot store the outcome: {e}");
+        tracing::error!("cannot store the outcome: {e}");
     }
 }
 
@@ -120,7 +138,9 @@ async fn attempt(
     }
     let engine = Arc::clone(engine);
     let events = state.events.clone();
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
+        let _span = span.enter();
         // Read per grading: the version names the tests that actually ran.
         let dir = engine.config().hidden_tests.as_deref();
         let version = HiddenTests::open(dir.ok_or("the engine has no hidden tests")?)

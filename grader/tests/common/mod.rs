@@ -138,3 +138,12 @@ pub fn serve(data: &Path) -> (Child, String) {
     std::thread::spawn(move || lines.for_each(drop));
     (child, addr)
 }
+
+/// A server policy with no rate limit and no deadline: what most server tests need.
+pub fn open_policy() -> grader::server::policy::Policy {
+    grader::server::policy::Policy {
+        min_interval: std::time::Duration::ZERO,
+        per_day: 0,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,157 @@
+//! Regrades (instructors): one submission, one student's, or everything, queued behind fresh uploads
+//! (`POST /api/regrades`), and their progress (`GET /api/regrades/{id}`).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::db::{now_ms, write};
+use super::error::AppError;
+use super::queue::REGRADE_PRIORITY;
+use super::time::format_ms;
+use super::AppState;
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/regrades", post(request))
+        .route("/api/regrades/{id}", get(progress))
+}
+
+/// Body of `POST /api/regrades`: exactly one of the three.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scope {
+    submission: Option<i64>,
+    person: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// The condition on submissions `s` of a scope `?1` (`all`, `submission` or `person`) with value
+/// `?2` (text: SQLite compares it with the integer id numerically).
+macro_rules! in_scope {
+    () => {
+        "CASE ?1 WHEN 'all' THEN 1 WHEN 'submission' THEN s.id = ?2 ELSE s.person_id = ?2 END"
+    };
+}
+
+const HOW: &str = "send one of {\"submission\": ID}, {\"person\": ID} or {\"all\": true}";
+
+/// Queues a regrade of every submission in scope that is not already waiting for a grading.
+async fn request(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Scope>, JsonRejection>,
+) -> Result<Response, AppError> {
+    if !caller.is_instructor() {
+        return Err(AppError::Forbidden);
+    }
+    if !state.accepting() {
+        return Err(AppError::ShuttingDown);
+    }
+    let Json(scope) =
+        body.map_err(|e| AppError::BadRequest(format!("{}; {HOW}", e.body_text())))?;
+    let (kind, value) = match (scope.submission, scope.person, scope.all) {
+        (Some(id), None, false) => ("submission", id.to_string()),
+        (None, Some(p), false) => ("person", p),
+        (None, None, true) => ("all", String::new()),
+        _ => return Err(AppError::BadRequest(HOW.into())),
+    };
+    let described = format!("{kind} {value}").trim_end().to_string();
+    let now = now_ms();
+    let mut tx = write(&state.db).await?;
+    let (in_scope,): (i64,) = sqlx::query_as(concat!(
+        "SELECT COUNT(*) FROM submissions s WHERE ",
+        in_scope!()
+    ))
+    .bind(kind)
+    .bind(&value)
+    .fetch_one(&mut *tx)
+    .await?;
+    if in_scope == 0 && kind != "all" {
+        return Err(AppError::NotFound);
+    }
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO regrades (requested_by, scope, created_at) VALUES (?, ?, ?) RETURNING id",
+    )
+    .bind(&caller.id)
+    .bind(&described)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    let queued = sqlx::query(concat!(
+        "INSERT INTO jobs (submission_id, kind, state, priority, created_at, regrade_id) \
+         SELECT s.id, 'regrade', 'queued', ?3, ?4, ?5 FROM submissions s WHERE ",
+        in_scope!(),
+        " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.submission_id = s.id \
+         AND j.state IN ('queued', 'running')) ORDER BY s.id"
+    ))
+    .bind(kind)
+    .bind(&value)
+    .bind(REGRADE_PRIORITY)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    state.wake.notify_waiters();
+    let location = format!("/api/regrades/{id}");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location.clone())],
+        Json(json!({
+            "id": id,
+            "scope": described,
+            "queued": queued,
+            // Already waiting for a grading, which will use the current hidden tests anyway.
+            "skipped": in_scope - i64::try_from(queued).unwrap_or(0),
+            "urls": {"self": location},
+        })),
+    )
+        .into_response())
+}
+
+/// How far a regrade got.
+async fn progress(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    if !caller.is_instructor() {
+        return Err(AppError::Forbidden);
+    }
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+    let head: Option<(String, String, i64)> =
+        sqlx::query_as("SELECT requested_by, scope, created_at FROM regrades WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&state.db)
+            .await?;
+    let (by, scope, created_at) = head.ok_or(AppError::NotFound)?;
+    let (total, queued, running, done, error): (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'running'), 0), \
+         COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state = 'error'), 0) \
+         FROM jobs WHERE regrade_id = ?",
+    )
+    .bind(id)
+    .fetch_one(&state.db)
+    .await?;
+    Ok(Json(json!({
+        "id": id,
+        "scope": scope,
+        "requested_by": by,
+        "created_at": format_ms(created_at),
+        "total": total,
+        "queued": queued,
+        "running": running,
+        "done": done,
+        "error": error,
+        "finished": queued + running == 0,
+    })))
+}
