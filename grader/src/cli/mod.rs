@@ -53,6 +53,16 @@ pub struct Cli {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub allow_root_mapped_sandbox: bool,
+    /// Format of the log lines on stderr (`RUST_LOG` chooses what is logged; default `info` for
+    /// `serve`, else `warn`).
+    #[arg(
+        long,
+        env = "GRADER_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -232,16 +242,34 @@ pub enum Format {
     Json,
 }
 
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line (for log collectors), spans and their fields included.
+    Json,
+}
+
 /// Entry point of the `grader` binary.
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    // Without RUST_LOG: the server logs every request and grading; the other commands print
+    // their own output and log only problems.
+    let default = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -32,7 +32,7 @@ use axum::{middleware, Json, Router};
 use sqlx::SqlitePool;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 
 use crate::engine::Engine;
 
@@ -112,6 +112,8 @@ pub fn app(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
+                // One line per request at `info` (status and latency, in the request's span).
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .with_state(state)
