@@ -1,6 +1,6 @@
-//! The deployment files (`Dockerfile`, `docker-compose.yml`) are valid and agree with the grader:
-//! no Docker engine runs here, so they are checked with Debian's `docker-compose` and PyPI's
-//! `hadolint`, and against the binary's own flags and the repository's files.
+//! The deployment files (`Dockerfile`, `docker-compose.yml`) and the operator's guide agree with the
+//! grader: no Docker engine runs here, so the files are checked with Debian's `docker-compose` and
+//! PyPI's `hadolint`, and all of them against the binary's own flags and the repository's files.
 
 mod common;
 use common::{repo, require};
@@ -90,6 +90,71 @@ fn variables_set() -> BTreeSet<String> {
     names
 }
 
+/// `grader ARGS --help`.
+fn help(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_grader"))
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "grader {args:?} --help failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every command of the binary, from its help: `["grade"]`, ..., `["roster", "import"]`, ...
+fn commands() -> Vec<Vec<String>> {
+    let listed = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| *c != "help")
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut all = Vec::new();
+    for command in listed(&help(&[])) {
+        let subcommands = listed(&help(&[&command]));
+        if subcommands.is_empty() {
+            all.push(vec![command]);
+        } else {
+            all.extend(subcommands.into_iter().map(|s| vec![command.clone(), s]));
+        }
+    }
+    all
+}
+
+#[test]
+fn operators_guide_lists_every_flag_and_variable() {
+    let guide = read("docs/operators.md");
+    let commands = commands();
+    assert!(commands.len() >= 12, "found only {commands:?}");
+    let mut missing = BTreeSet::new();
+    for command in &commands {
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        for line in help(&args).lines() {
+            let line = line.trim_start();
+            if let Some(flag) = line.strip_prefix("--") {
+                let name = flag.split([' ', '<']).next().unwrap_or_default();
+                if name != "help" && !guide.contains(&format!("`--{name}`")) {
+                    missing.insert(format!("--{name} ({})", args.join(" ")));
+                }
+            }
+            if let Some((_, env)) = line.split_once("[env: ") {
+                let name = env.split(['=', ']']).next().unwrap_or_default();
+                if !guide.contains(&format!("`{name}`")) {
+                    missing.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/operators.md's table lacks {missing:?}"
+    );
+}
+
 #[test]
 fn every_variable_set_is_one_the_grader_reads() {
     let names = variables_set();
@@ -97,15 +162,7 @@ fn every_variable_set_is_one_the_grader_reads() {
         names.contains("GRADER_WORKERS") && names.contains("GRADER_HIDDEN_TESTS"),
         "the parser found {names:?}"
     );
-    let help = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_grader"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "grader {args:?} failed");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let known = help(&["--help"]) + &help(&["serve", "--help"]);
+    let known = help(&[]) + &help(&["serve"]);
     let unknown: Vec<_> = names
         .iter()
         .filter(|n| !known.contains(&format!("[env: {n}=")))
