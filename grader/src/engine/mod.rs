@@ -20,6 +20,7 @@ pub mod suite;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use archive::Submission;
@@ -162,6 +163,10 @@ pub struct Engine {
     config: Config,
     sandbox: Sandbox,
     rubric: Rubric,
+    /// The module (category file) of each hidden test, by rubric name: what an API mismatch sinks.
+    modules: BTreeMap<String, String>,
+    /// How long each check took when it last passed, to start the longest first.
+    durations: Mutex<cache::Durations>,
     data: DataDir,
     /// This engine's job folders and scratch files (leftovers of crashed engines are cleared first).
     jobs: JobsArea,
@@ -171,16 +176,26 @@ impl Engine {
     /// Prepares everything once: the toolchain copy, the vendored crates and the warm target folder
     /// (built in the sandbox exactly as jobs build, so that jobs only compile the student's crate).
     pub fn new(config: Config) -> Result<Engine, EngineError> {
-        let rubric = crate::engine::suite::HiddenTests::open(&config.hidden_tests)
-            .map_err(|e| EngineError::Setup(e.to_string()))?
-            .into_rubric();
+        let hidden = crate::engine::suite::HiddenTests::open(&config.hidden_tests)
+            .map_err(|e| EngineError::Setup(e.to_string()))?;
+        let modules = hidden
+            .tests()
+            .iter()
+            .map(|t| (t.name.clone(), suite::module_of(&t.file).to_string()))
+            .collect();
+        let library = hidden.library_version().to_string();
+        let rubric = hidden.into_rubric();
         let data = DataDir::open(&config.data_dir)?;
+        let durations = Mutex::new(cache::Durations::load(&data.durations()));
         let _lock = data.lock()?;
         let jobs = data.start_jobs()?;
         let toolchain = Toolchain::prepare(&data.toolchain())?;
         let key = cache::dependency_key(toolchain.version());
         cache::vendor(&data, &key).map_err(|e| EngineError::Setup(e.to_string()))?;
         let sandbox = Sandbox::with_options(toolchain, config.sandbox)?;
+        // The warm cache holds the hidden tests' library compiled too: another library is another
+        // cache (cargo alone might take sources older than the cache for unchanged ones).
+        let key = format!("{key}-{library}");
         build::warm_up(
             &sandbox,
             &data,
@@ -194,6 +209,8 @@ impl Engine {
             config,
             sandbox,
             rubric,
+            modules,
+            durations,
             data,
             jobs,
         })
@@ -299,7 +316,7 @@ impl Engine {
             &self.config.test_limits,
             &build.artifacts.test_binaries,
         )?;
-        let plan = match mode {
+        let mut plan = match mode {
             Mode::Hidden => runner::plan_rubric(&self.rubric, &listed, &build.artifacts.bins),
             Mode::Public => {
                 // Public tests are known only once listed.
@@ -310,8 +327,19 @@ impl Engine {
             }
         };
         for (i, why) in &plan.unplanned {
-            report.tests[*i].message = Some(why.clone());
+            let test = &mut report.tests[*i];
+            let sunk = self.modules.get(&test.name).and_then(|m| build.sunk.get(m));
+            test.message = Some(match sunk {
+                Some(errors) => format!(
+                    "its category does not compile against your crate: {}",
+                    errors.join("; ")
+                ),
+                None => why.clone(),
+            });
         }
+        let durations = self.durations.lock().unwrap_or_else(|e| e.into_inner());
+        plan.longest_first(|c| durations.get(&c.name).unwrap_or(c.timeout));
+        drop(durations);
         report.timings.build_ms = millis(started.elapsed());
         Ok(Stage::Built(Built {
             job,
@@ -347,10 +375,19 @@ impl Engine {
             self.config.jobs,
             &on_done,
         )?;
+        let mut durations = self.durations.lock().unwrap_or_else(|e| e.into_inner());
         for (r, &i) in results.into_iter().zip(&built.plan.slots) {
+            if r.outcome == report::Outcome::Passed {
+                durations.set(&report.tests[i].name, r.wall);
+            }
             let (wall, cpu) = (millis(r.wall), millis(r.cpu));
             report.record(i, r.outcome, r.message, wall, cpu, r.output);
         }
+        // Only an ordering hint: a failed write costs the next grading its order, nothing more.
+        if let Err(e) = durations.save(&self.data.durations()) {
+            tracing::warn!(error = %e, "cannot record the tests' durations");
+        }
+        drop(durations);
         report.finish_scoring();
         report.timings.run_ms = millis(started.elapsed());
         Ok(report)
