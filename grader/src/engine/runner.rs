@@ -532,6 +532,30 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_checks_start_first_and_fill_their_own_entries() {
+        let listed: BTreeMap<String, String> = ["m::short", "m::long", "m::unknown"]
+            .iter()
+            .map(|n| (n.to_string(), "/all".to_string()))
+            .collect();
+        let mut plan = plan_listed(&listed, Duration::from_secs(10));
+        assert_eq!(rubric_name("m::long"), "long");
+        let took = |c: &Check| match c.name.as_str() {
+            "m::short" => Duration::from_millis(5),
+            "m::long" => Duration::from_millis(900),
+            _ => c.timeout,
+        };
+        plan.longest_first(took);
+        let order: Vec<(&str, usize)> = plan
+            .checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .zip(plan.slots.iter().copied())
+            .collect();
+        // The unrecorded test counts as its timeout; each keeps its slot (listing order: l, s, u).
+        assert_eq!(order, [("m::unknown", 2), ("m::long", 0), ("m::short", 1)]);
+    }
+
+    #[test]
     fn a_failed_or_cut_listing_is_refused_not_used() {
         let listing = "#binary /b\na: test\nb: test\n";
         let ok = run(ExitStatusKind::Exited(0), listing, "", 0);
