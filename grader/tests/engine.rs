@@ -105,6 +105,22 @@ fn a_compile_error_is_reported_at_the_students_line() {
 }
 
 #[test]
+fn a_demo_that_does_not_compile_costs_only_the_demo() {
+    // The demo is built in the same cargo call as the tests, which must still run.
+    let dir = reference_with("src/bin/runtime_demo.rs", |text| {
+        text + "\nfn broken() -> u32 { \"not a number\" }\n"
+    });
+    let report = grade(engine(), dir.path());
+    assert_eq!(report.status, Status::Graded, "{report:#?}");
+    assert_eq!(report.categories["demo"].score, 0);
+    assert_eq!(report.score, 100 - report.categories["demo"].max_score);
+    assert!(report
+        .diagnostics
+        .iter()
+        .any(|d| d.level == "error" && d.file.as_deref() == Some("src/bin/runtime_demo.rs")));
+}
+
+#[test]
 fn a_wrong_signature_is_an_api_mismatch_without_hidden_sources() {
     let dir = reference_with("src/custom_future.rs", |text| {
         assert!(text.contains("pub fn new(count: u32)"));
