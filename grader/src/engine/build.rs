@@ -80,15 +80,16 @@ pub fn build(
         && !student_errors
         && !artifacts.failed_targets.is_empty()
     {
-        if let Some(build) = build_each_module(sandbox, data, job, &artifacts, limits)? {
-            let mut build = build;
-            build.artifacts.bins = artifacts.bins;
-            for d in artifacts.diagnostics {
-                if !build.artifacts.diagnostics.contains(&d) {
-                    build.artifacts.diagnostics.insert(0, d);
+        if let Some(mut build) = build_each_module(sandbox, data, job, &artifacts, limits)? {
+            // The one binary's messages first: they hold the conformance check's, naming the item.
+            let mut diagnostics = artifacts.diagnostics;
+            for d in build.artifacts.diagnostics {
+                if !diagnostics.contains(&d) {
+                    diagnostics.push(d);
                 }
             }
-            build.artifacts.diagnostics = named_first(build.artifacts.diagnostics);
+            build.artifacts.diagnostics = named_first(diagnostics);
+            build.artifacts.bins = artifacts.bins;
             return Ok(build);
         }
     }
