@@ -128,9 +128,13 @@ fn a_test_file_outside_the_one_binary_is_refused() {
     )
     .unwrap();
     let problems = problems(dir.path());
-    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems.len(), 2, "{problems:#?}");
     assert!(
         problems[0].starts_with("tests/extra.rs is not a module of the one test binary"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1].starts_with("test `extra` (tests/extra.rs:2) has no rubric entry"),
         "{problems:#?}"
     );
 }
