@@ -1,16 +1,24 @@
-//! Benchmark: grading the reference solution with a warm cache, side by side with the baseline — plain
-//! `cargo test --offline` of the same assembled workspace in a warm target folder, without any sandbox —
-//! and, reported separately, the first-ever grading with a cold data folder.
+//! Benchmark: upload -> score with a warm cache for three submissions (the reference, a buggy
+//! variant whose tests hang, and the reference with one wrong `Metrics` field type), side by side
+//! with the baseline for the reference — plain `cargo test --offline` of the same assembled
+//! workspace in a warm target folder, without any sandbox — and, reported separately, the
+//! first-ever grading with a cold data folder.
 //!
-//! `cargo bench -p grader --bench grading [-- RUNS]` (default 5 runs each). Prints every run, the medians
-//! and the ratio grader/baseline (target: at most 1.25).
+//! `cargo bench -p grader --bench grading [-- RUNS]` (default 5 runs each). Prints every run, the
+//! medians and the ratio grader/baseline for the reference (targets: at most 3 s, at most 0.7).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use grader::cli::solutions;
 use grader::engine::assembly::{self, Suite};
+use grader::engine::report::Report;
 use grader::engine::{Config, Engine, Input, Mode};
+
+/// The buggy variant whose tests hang (its `run` never returns once the work is done).
+const HANGING_VARIANT: &str = "buggy/run_never_returns";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -25,12 +33,46 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
+/// A submission as a student uploads it: `02_runtime/src/**` packed as `.tar.gz`.
+struct Upload {
+    name: &'static str,
+    bytes: Vec<u8>,
+    check: fn(&Report),
+}
+
+fn pack(crate_dir: &Path) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    tar.append_dir_all("02_runtime/src", crate_dir.join("src"))
+        .unwrap();
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// The sources of a known solution (`reference`, `buggy/<name>`), materialised in `dir`.
+fn solution(name: &str, dir: &Path) {
+    let all = solutions::discover(&repo()).unwrap();
+    let s = all.iter().find(|s| s.name == name).unwrap();
+    s.materialize(dir).unwrap();
+}
+
+/// The files of a crate folder by relative path (what the baseline's workspace is made of).
+fn files_of(dir: &Path) -> BTreeMap<String, String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).unwrap();
+            (
+                rel.to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// A plain cargo workspace of the same job, outside any sandbox, using the same vendored crates.
-fn baseline_workspace(
-    dir: &Path,
-    files: &std::collections::BTreeMap<String, String>,
-    vendor: &Path,
-) {
+fn baseline_workspace(dir: &Path, files: &BTreeMap<String, String>, vendor: &Path) {
     assembly::assemble(dir, files, &Suite::Hidden(repo().join("hidden-tests"))).unwrap();
     std::fs::write(
         dir.join(".cargo/config.toml"),
@@ -64,26 +106,57 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(5);
-    let src = tempfile::tempdir().unwrap();
-    grader::cli::solutions::copy_sources(
-        &repo().join("solutions/reference/src"),
-        &src.path().join("src"),
+    let crates = tempfile::tempdir().unwrap();
+    let reference = crates.path().join("reference");
+    solution("reference", &reference);
+    let hanging = crates.path().join("hanging");
+    solution(HANGING_VARIANT, &hanging);
+    let mismatch = crates.path().join("mismatch");
+    solution("reference", &mismatch);
+    let executor = mismatch.join("src/executor.rs");
+    let text = std::fs::read_to_string(&executor).unwrap();
+    assert!(text.contains("pub polls: u64,"));
+    std::fs::write(
+        &executor,
+        text.replace("pub polls: u64,", "pub polls: u32,"),
     )
     .unwrap();
-    let files: std::collections::BTreeMap<String, String> = walkdir::WalkDir::new(src.path())
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            let rel = e
-                .path()
-                .strip_prefix(src.path())
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            (rel, std::fs::read_to_string(e.path()).unwrap())
-        })
-        .collect();
+    let uploads = [
+        Upload {
+            name: "reference",
+            bytes: pack(&reference),
+            check: |r| assert_eq!(r.score, 100, "the reference must score 100"),
+        },
+        Upload {
+            name: "hanging variant",
+            bytes: pack(&hanging),
+            check: |r| assert!(r.score < 100, "{HANGING_VARIANT} must lose points"),
+        },
+        Upload {
+            name: "one wrong signature",
+            bytes: pack(&mismatch),
+            check: |r| {
+                assert_eq!(r.categories["metrics"].score, 0);
+                assert_eq!(r.score, 100 - r.categories["metrics"].max_score);
+            },
+        },
+    ];
+    let grade = |engine: &Engine, upload: &Upload| {
+        let started = Instant::now();
+        let report = engine
+            .grade(
+                Input::Upload {
+                    file_name: "02_runtime.tar.gz",
+                    bytes: &upload.bytes,
+                },
+                Mode::Hidden,
+                &|_| {},
+            )
+            .unwrap();
+        let took = started.elapsed();
+        (upload.check)(&report);
+        (took, report)
+    };
 
     // Cold: a fresh data folder (toolchain copy, vendoring, warm build), then the first grading.
     let cold_dir = tempfile::Builder::new()
@@ -97,11 +170,8 @@ fn main() {
     ))
     .unwrap();
     let setup = cold_started.elapsed();
-    let first = engine
-        .grade(Input::Path(src.path()), Mode::Hidden, &|_| {})
-        .unwrap();
+    grade(&engine, &uploads[0]);
     let cold = cold_started.elapsed();
-    assert_eq!(first.score, 100, "the reference must score 100");
     println!(
         "cold: setup {} + first grading {} = {}",
         secs(setup),
@@ -112,39 +182,57 @@ fn main() {
     // Baseline preparation: a warm target folder built by plain cargo.
     let base = tempfile::tempdir().unwrap();
     let ws = base.path().join("ws");
-    baseline_workspace(&ws, &files, &cold_dir.path().join("vendor"));
+    let files = files_of(&reference);
+    let vendor = cold_dir.path().join("vendor");
+    baseline_workspace(&ws, &files, &vendor);
     let warm = base.path().join("warm-target");
     cargo_test(&ws, &warm);
 
-    let mut graded = Vec::new();
+    let mut graded: Vec<Vec<Duration>> = vec![Vec::new(); uploads.len()];
     let mut plain = Vec::new();
-    println!("{:>4} {:>10} {:>10}", "run", "grader", "baseline");
+    print!("{:>4}", "run");
+    for u in &uploads {
+        print!(" {:>20}", u.name);
+    }
+    println!(" {:>20}", "baseline (reference)");
     for i in 0..runs {
-        let started = Instant::now();
-        let report = engine
-            .grade(Input::Path(src.path()), Mode::Hidden, &|_| {})
-            .unwrap();
-        graded.push(started.elapsed());
-        assert_eq!(report.score, 100);
-        // Each baseline run starts from a copy of the warm folder, as each grading does.
+        print!("{:>4}", i + 1);
+        for (u, times) in uploads.iter().zip(&mut graded) {
+            let (took, report) = grade(&engine, u);
+            times.push(took);
+            let t = &report.timings;
+            print!(
+                " {:>20}",
+                format!(
+                    "{} ({:.1}+{:.1})",
+                    secs(took),
+                    t.build_ms as f64 / 1e3,
+                    t.run_ms as f64 / 1e3
+                )
+            );
+        }
+        // Each baseline run starts from a copy of the warm folder, as each grading does, with
+        // the student's sources written anew (as each job's are).
         let target = base.path().join(format!("target-{i}"));
         grader::engine::cache::copy_tree(&warm, &target).unwrap();
         std::fs::remove_dir_all(ws.join("runtime/src")).ok();
-        baseline_workspace(&ws, &files, &cold_dir.path().join("vendor"));
+        baseline_workspace(&ws, &files, &vendor);
         plain.push(cargo_test(&ws, &target));
         std::fs::remove_dir_all(&target).unwrap();
+        println!(" {:>20}", secs(plain[i]));
+    }
+    let p = median(plain);
+    for (u, times) in uploads.iter().zip(graded) {
+        let g = median(times);
         println!(
-            "{:>4} {:>10} {:>10}",
-            i + 1,
-            secs(graded[i]),
-            secs(plain[i])
+            "median {:<20} {} = {:.2} x baseline",
+            u.name,
+            secs(g),
+            g.as_secs_f64() / p.as_secs_f64()
         );
     }
-    let (g, p) = (median(graded), median(plain));
     println!(
-        "median: grader {} baseline {} ratio {:.2} (target <= 1.25)",
-        secs(g),
-        secs(p),
-        g.as_secs_f64() / p.as_secs_f64()
+        "median baseline (bare warm cargo test of the reference's workspace) {}; targets: reference <= 3 s and <= 0.7 x baseline",
+        secs(p)
     );
 }

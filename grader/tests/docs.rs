@@ -63,7 +63,7 @@ fn the_readmes_numbers_are_the_repositorys() {
         (
             "hidden tests",
             &readme[..],
-            " injected tests (`tests/",
+            " injected tests (`tests/all/",
             hidden.tests().len(),
         ),
         (

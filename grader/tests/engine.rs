@@ -105,6 +105,22 @@ fn a_compile_error_is_reported_at_the_students_line() {
 }
 
 #[test]
+fn a_demo_that_does_not_compile_costs_only_the_demo() {
+    // The demo is built in the same cargo call as the tests, which must still run.
+    let dir = reference_with("src/bin/runtime_demo.rs", |text| {
+        text + "\nfn broken() -> u32 { \"not a number\" }\n"
+    });
+    let report = grade(engine(), dir.path());
+    assert_eq!(report.status, Status::Graded, "{report:#?}");
+    assert_eq!(report.categories["demo"].score, 0);
+    assert_eq!(report.score, 100 - report.categories["demo"].max_score);
+    assert!(report
+        .diagnostics
+        .iter()
+        .any(|d| d.level == "error" && d.file.as_deref() == Some("src/bin/runtime_demo.rs")));
+}
+
+#[test]
 fn a_wrong_signature_is_an_api_mismatch_without_hidden_sources() {
     let dir = reference_with("src/custom_future.rs", |text| {
         assert!(text.contains("pub fn new(count: u32)"));
@@ -113,7 +129,10 @@ fn a_wrong_signature_is_an_api_mismatch_without_hidden_sources() {
             .replace("remaining: count }", "remaining: count as u32 }")
     });
     let report = grade(engine(), dir.path());
-    assert_eq!(report.status, Status::BuildFailed);
+    // Partial credit: the categories naming `CountdownFuture` are lost, the others are graded.
+    assert_eq!(report.status, Status::Graded, "{report:#?}");
+    assert_eq!(report.categories["custom_future"].score, 0);
+    assert_eq!(report.categories["timer"].score, 8, "{report:#?}");
     let messages: Vec<&str> = report
         .diagnostics
         .iter()
@@ -129,6 +148,44 @@ fn a_wrong_signature_is_an_api_mismatch_without_hidden_sources() {
         messages.iter().all(|m| !m.contains("hidden-tests/")),
         "hidden sources must not be shown: {messages:#?}"
     );
+}
+
+#[test]
+fn a_wrong_metrics_field_costs_only_the_metrics_category_and_is_named() {
+    let dir = reference_with("src/executor.rs", |text| {
+        assert!(text.contains("pub polls: u64,"));
+        // Compiles on its own (and even against the metrics tests' code): only the spec differs.
+        text.replace("pub polls: u64,", "pub polls: u32,")
+    });
+    let report = grade(engine(), dir.path());
+    assert_eq!(report.status, Status::Graded, "{report:#?}");
+    let named = "`Metrics::polls` must be `pub polls: u64`";
+    assert!(
+        report.diagnostics.iter().any(|d| d.message.contains(named)),
+        "{:#?}",
+        report.diagnostics
+    );
+    for (category, result) in &report.categories {
+        if category == "metrics" {
+            assert_eq!(result.score, 0, "{report:#?}");
+        } else {
+            assert_eq!(result.score, result.max_score, "{category}: {report:#?}");
+        }
+    }
+    let lost: Vec<_> = report
+        .tests
+        .iter()
+        .filter(|t| t.score < t.max_score)
+        .collect();
+    assert!(!lost.is_empty());
+    for t in lost {
+        assert_eq!(
+            (t.category.as_str(), t.outcome),
+            ("metrics", Outcome::NotRun)
+        );
+        assert!(t.message.as_deref().unwrap().contains(named), "{t:#?}");
+    }
+    assert_eq!(report.score, 100 - report.categories["metrics"].max_score);
 }
 
 #[test]
@@ -189,9 +246,10 @@ fn outcome_suite() -> tempfile::TempDir {
     // The real harness, so that its hang exit is read by the real runner.
     grader::cli::solutions::copy_sources(&repo().join("hidden-tests/src"), &dir.path().join("src"))
         .unwrap();
-    std::fs::create_dir_all(dir.path().join("tests")).unwrap();
+    std::fs::create_dir_all(dir.path().join("tests/all")).unwrap();
+    std::fs::write(dir.path().join("tests/all/main.rs"), "mod outcomes;\n").unwrap();
     std::fs::write(
-        dir.path().join("tests/outcomes.rs"),
+        dir.path().join("tests/all/outcomes.rs"),
         r#"
 #[test]
 fn passes() {

@@ -1,5 +1,5 @@
 //! The repository's hidden tests and their rubric agree (the check the engine runs at start: every
-//! `#[test]` of `hidden-tests/tests/*.rs` has exactly one rubric entry, every entry names a test, none
+//! `#[test]` of `hidden-tests/tests/all/*.rs` has exactly one rubric entry, every entry names a test, none
 //! is `#[ignore]`d), every binary entry names a binary of the template, and the rubric teaches.
 
 mod common;
@@ -73,16 +73,16 @@ fn a_renamed_test_is_an_unscored_test_and_an_entry_without_test() {
     let first = hidden()
         .tests()
         .iter()
-        .find(|t| t.file == "tests/timer.rs")
+        .find(|t| t.file == "tests/all/timer.rs")
         .unwrap()
         .name
         .clone();
-    let dir = edited_copy("timer.rs", |s| {
+    let dir = edited_copy("all/timer.rs", |s| {
         s.replacen(&format!("fn {first}("), "fn renamed_by_mistake(", 1)
     });
     let problems = problems(dir.path());
     assert_eq!(problems.len(), 2, "{problems:#?}");
-    assert!(problems[0].starts_with("test `renamed_by_mistake` (tests/timer.rs:"));
+    assert!(problems[0].starts_with("test `renamed_by_mistake` (tests/all/timer.rs:"));
     assert!(problems[0].ends_with("has no rubric entry: it would never run"));
     assert!(
         problems[1].starts_with(&format!("rubric entry `{first}` names no #[test] function")),
@@ -105,6 +105,36 @@ fn an_ignored_hidden_test_is_refused() {
     assert!(
         problems[0].starts_with(&format!("test `{}` ({}:", first.name, first.file))
             && problems[0].contains("is #[ignore]d"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn a_test_file_outside_the_one_binary_is_refused() {
+    // Declared nowhere: its tests would never be compiled.
+    let dir = edited_copy("all/main.rs", |s| s.replace("mod timer;\n", ""));
+    let undeclared = problems(dir.path());
+    assert!(
+        undeclared
+            .iter()
+            .any(|p| p.starts_with("tests/all/timer.rs is not declared in tests/all/main.rs")),
+        "{undeclared:#?}"
+    );
+    // A test target of its own is not built: the grader builds the one binary.
+    let dir = edited_copy("all/main.rs", |s| s);
+    std::fs::write(
+        dir.path().join("tests/extra.rs"),
+        "#[test]\nfn extra() {}\n",
+    )
+    .unwrap();
+    let problems = problems(dir.path());
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("tests/extra.rs is not a module of the one test binary"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1].starts_with("test `extra` (tests/extra.rs:2) has no rubric entry"),
         "{problems:#?}"
     );
 }

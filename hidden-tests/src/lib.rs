@@ -1,11 +1,9 @@
-//! Shared harness of the hidden tests (see `tests/` and `rubric.toml`): a watchdog that turns a
+//! Shared harness of the hidden tests (see `tests/all/` and `rubric.toml`): a watchdog that turns a
 //! hang into its own verdict, wakers that count their wakes and live clones (and can run a hook
 //! when cloned), a correct test-double future ([`Gate`]) and small probes for drops and logs.
 //!
 //! Every helper here is correct by construction, so that a failing hidden test always points at
 //! the student's crate. Each test runs alone in its own process.
-
-mod api;
 
 use std::any::Any;
 use std::future::Future;
@@ -19,8 +17,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
-
-use runtime::executor::Executor;
 
 /// How long a watchdog waits before it declares a hang: far longer than any test needs on a
 /// correct solution, even on a loaded machine.
@@ -85,24 +81,6 @@ pub fn with_watchdog<T: Send + 'static>(
         Err(RecvTimeoutError::Timeout) => hang(what, secs),
         Err(RecvTimeoutError::Disconnected) => unreachable!("the watchdog's body always reports"),
     }
-}
-
-/// Calls `executor.run()` under a [`HANG_SECS`] watchdog and hands the executor back, so that the
-/// test can look at it (or drop it) afterwards.
-pub fn run_with_watchdog(executor: Executor, what: &str) -> Executor {
-    with_watchdog(HANG_SECS, what, move || {
-        executor.run();
-        executor
-    })
-}
-
-/// Calls `executor.run_until_stalled()` under a [`HANG_SECS`] watchdog (it must never block) and
-/// returns the executor with the number of polls it reported.
-pub fn run_until_stalled_with_watchdog(executor: Executor, what: &str) -> (Executor, usize) {
-    with_watchdog(HANG_SECS, what, move || {
-        let polls = executor.run_until_stalled();
-        (executor, polls)
-    })
 }
 
 /// Polls a pinned future once with `waker`.

@@ -38,10 +38,16 @@ pub struct Build {
     pub artifacts: Artifacts,
     /// Set when the crate did not build: what to tell the student.
     pub failure: Option<String>,
+    /// Hidden-test modules (categories) left out because they do not compile against the crate,
+    /// each with the API-mismatch messages that cost it (the other modules were built on their own).
+    pub sunk: BTreeMap<String, Vec<String>>,
 }
 
-/// Builds the job's tests (the suite's package) and, with `bins`, the student's binaries, starting
-/// from the warm cache. A crate that does not compile is a [`Build`] with a failure, not an error.
+/// Builds the job's tests (the suite's package) and, with `bins`, the student's binaries in the same
+/// cargo invocation, starting from the warm cache. The hidden tests are one test binary; when it
+/// does not compile only because the crate differs from the spec, each category module is built on
+/// its own, so that the mismatch sinks only the modules that use the mismatched item. A crate that
+/// does not compile is a [`Build`] with a failure, not an error.
 pub fn build(
     sandbox: &Sandbox,
     data: &DataDir,
@@ -49,33 +55,151 @@ pub fn build(
     suite: &Suite,
     bins: bool,
     limits: &Limits,
-) -> Result<Build, SandboxError> {
-    let tests = cargo(sandbox, data, job, &test_args(suite), true, limits)?;
-    let mut artifacts = parse(&String::from_utf8_lossy(&tests.stdout), job, package(suite));
-    if !tests.status.success() || artifacts.test_binaries.is_empty() {
-        if artifacts.diagnostics.is_empty() {
-            tracing::warn!(
-                stderr = %String::from_utf8_lossy(&tests.stderr),
-                "build failed without compiler messages"
-            );
-        }
-        let failure = Some(failure_message(&tests, &artifacts.diagnostics));
-        return Ok(Build { artifacts, failure });
+) -> Result<Build, BuildError> {
+    let args = match suite {
+        Suite::Hidden(_) => hidden_args(bins),
+        Suite::Public => public_args(),
+    };
+    let first = cargo(sandbox, data, job, &args, true, limits)?;
+    let artifacts = parse(&String::from_utf8_lossy(&first.stdout), job, package(suite));
+    // The tests built: a binary that did not (its errors are among the diagnostics) costs only
+    // its own check.
+    if !artifacts.test_binaries.is_empty() {
+        return Ok(Build {
+            artifacts,
+            failure: None,
+            sunk: BTreeMap::new(),
+        });
     }
-    if bins {
-        let built = cargo(sandbox, data, job, &bins_args(), true, limits)?;
-        let more = parse(&String::from_utf8_lossy(&built.stdout), job, package(suite));
-        for d in more.diagnostics {
-            if !artifacts.diagnostics.contains(&d) {
-                artifacts.diagnostics.push(d);
+    let student_errors = artifacts
+        .diagnostics
+        .iter()
+        .any(|d| d.level == "error" && d.file.is_some());
+    if matches!(suite, Suite::Hidden(_))
+        && first.limit_hit.is_none()
+        && !student_errors
+        && !artifacts.failed_targets.is_empty()
+    {
+        if let Some(mut build) = build_each_module(sandbox, data, job, &artifacts, limits)? {
+            // The one binary's messages first: they hold the conformance check's, naming the item.
+            let mut diagnostics = artifacts.diagnostics;
+            for d in build.artifacts.diagnostics {
+                if !diagnostics.contains(&d) {
+                    diagnostics.push(d);
+                }
             }
+            build.artifacts.diagnostics = named_first(diagnostics);
+            build.artifacts.bins = artifacts.bins;
+            return Ok(build);
         }
-        artifacts.bins = more.bins;
     }
+    if artifacts.diagnostics.is_empty() {
+        tracing::warn!(
+            stderr = %String::from_utf8_lossy(&first.stderr),
+            "build failed without compiler messages"
+        );
+    }
+    let failure = Some(failure_message(&first, &artifacts.diagnostics));
     Ok(Build {
         artifacts,
-        failure: None,
+        failure,
+        sunk: BTreeMap::new(),
     })
+}
+
+/// The fallback after an API mismatch: every category module of `hidden-tests/tests/all/` (not the
+/// conformance check) as a test binary of its own, in one cargo invocation that keeps going past
+/// the modules that fail. A module is sunk when it does not compile, or when a conformance error of
+/// the one-binary build (`first`) is about a type the module names. `None` when no module built.
+fn build_each_module(
+    sandbox: &Sandbox,
+    data: &DataDir,
+    job: &Path,
+    first: &Artifacts,
+    limits: &Limits,
+) -> Result<Option<Build>, BuildError> {
+    let modules = write_module_targets(job)?;
+    let mut args = cargo_args("build", "hidden-tests");
+    args.push("--keep-going".into());
+    for (module, _) in &modules {
+        args.extend(["--test".to_string(), module.clone()]);
+    }
+    let r = cargo(sandbox, data, job, &args, true, limits)?;
+    if r.limit_hit.is_some() {
+        return Ok(None);
+    }
+    let mut artifacts = parse(&String::from_utf8_lossy(&r.stdout), job, "hidden-tests");
+    let mut sunk = std::mem::take(&mut artifacts.failed_targets);
+    for (item, message) in &first.api_errors {
+        for (module, source) in &modules {
+            if mentions(source, &owner(item)) {
+                let messages = sunk.entry(module.clone()).or_default();
+                if !messages.contains(message) {
+                    messages.push(message.clone());
+                }
+            }
+        }
+    }
+    // A sunk module's binary (built although its type was mismatched) must not run.
+    artifacts.test_binaries.retain(|b| {
+        !sunk.keys().any(|m| {
+            b.rsplit('/')
+                .next()
+                .is_some_and(|f| f.starts_with(&format!("{m}-")))
+        })
+    });
+    if artifacts.test_binaries.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Build {
+        artifacts,
+        failure: None,
+        sunk,
+    }))
+}
+
+/// The one-binary crate's module of helpers that name the student's types (`crate::support`),
+/// which every category module may use.
+const SUPPORT: &str = "support";
+/// The modules of the one-binary crate that are not categories: its root, the conformance check
+/// and the helpers.
+const NOT_CATEGORIES: [&str; 3] = ["main", "api", SUPPORT];
+
+/// Writes `hidden-tests/tests/<module>.rs` (`#[path = "all/<module>.rs"] mod <module>;`, and the
+/// same for [`SUPPORT`]) for every category module of the one-binary crate, so that each can be
+/// built alone with the same paths and test names (`<module>::<test>`); returns the modules with
+/// their sources.
+fn write_module_targets(job: &Path) -> io::Result<Vec<(String, String)>> {
+    let tests = job.join("hidden-tests/tests");
+    let mut modules = Vec::new();
+    for entry in std::fs::read_dir(tests.join(ONE_BINARY))? {
+        let path = entry?.path();
+        let Some(module) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "rs") && !NOT_CATEGORIES.contains(&module) {
+            let source = std::fs::read_to_string(&path)?;
+            let mut root = String::new();
+            for m in [SUPPORT, module] {
+                root += &format!("#[path = \"{ONE_BINARY}/{m}.rs\"]\nmod {m};\n");
+            }
+            std::fs::write(tests.join(format!("{module}.rs")), root)?;
+            modules.push((module.to_string(), source));
+        }
+    }
+    modules.sort();
+    Ok(modules)
+}
+
+/// The type (or free item) a spec item belongs to: `Metrics::polls` -> `Metrics`.
+fn owner(item: &str) -> String {
+    let plain = without_generics(item);
+    plain
+        .split("::")
+        .next()
+        .unwrap_or(&plain)
+        .trim()
+        .to_string()
 }
 
 /// Builds the warm cache once for `key`: an empty crate with the hidden tests, built in the sandbox
@@ -103,12 +227,7 @@ pub fn warm_up(
         .collect();
     let hidden = Suite::Hidden(hidden_tests.to_path_buf());
     assembly::assemble(job.path(), &files, &hidden)?;
-    for (mut args, keep_going) in [
-        (test_args(&hidden), "--no-fail-fast"),
-        (test_args(&Suite::Public), "--no-fail-fast"),
-        (bins_args(), "--keep-going"),
-    ] {
-        args.push(keep_going.into());
+    for args in [hidden_args(true), public_args()] {
         let r = cargo(sandbox, data, job.path(), &args, false, limits)?;
         if !cache::is_warm(&job.path().join("target")) {
             let stderr = String::from_utf8_lossy(&r.stderr);
@@ -167,41 +286,40 @@ fn package(suite: &Suite) -> &'static str {
     }
 }
 
-/// The cargo arguments of a suite's test build.
-fn test_args(suite: &Suite) -> Vec<String> {
-    let targets: &[&str] = match suite {
-        Suite::Hidden(_) => &["--tests"],
-        Suite::Public => &["--lib"],
-    };
+/// The test target holding every hidden test (`hidden-tests/tests/all/main.rs`).
+pub const ONE_BINARY: &str = "all";
+
+/// `cargo <command>` for `package`, offline, locked, with JSON messages.
+fn cargo_args(command: &str, package: &str) -> Vec<String> {
     [
-        "test",
-        "--no-run",
+        command,
         "--offline",
         "--locked",
         "--message-format=json",
         "-p",
-        package(suite),
+        package,
     ]
     .iter()
-    .chain(targets)
     .map(|s| s.to_string())
     .collect()
 }
 
-/// The cargo arguments of the binaries' build.
-fn bins_args() -> Vec<String> {
-    [
-        "build",
-        "--offline",
-        "--locked",
-        "--message-format=json",
-        "-p",
-        "runtime",
-        "--bins",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// The hidden tests' one test binary and, with `bins`, the student's binaries: one invocation
+/// that keeps going, so that a test binary that does not compile still leaves the binaries built.
+fn hidden_args(bins: bool) -> Vec<String> {
+    let mut args = cargo_args("build", "hidden-tests");
+    args.extend(["--keep-going".into(), "--test".into(), ONE_BINARY.into()]);
+    if bins {
+        args.extend(["-p".into(), "runtime".into(), "--bins".into()]);
+    }
+    args
+}
+
+/// The public tests: the student's library with the template's unit tests.
+fn public_args() -> Vec<String> {
+    let mut args = cargo_args("test", "runtime");
+    args.extend(["--no-run".into(), "--no-fail-fast".into(), "--lib".into()]);
+    args
 }
 
 /// What a student reads when the build failed.
@@ -235,6 +353,11 @@ pub struct Artifacts {
     pub bins: BTreeMap<String, String>,
     /// Messages for the student.
     pub diagnostics: Vec<Diagnostic>,
+    /// Test targets of the package that did not compile, with their errors (as the student reads
+    /// them: API-mismatch messages for errors inside the hidden tests).
+    pub failed_targets: BTreeMap<String, Vec<String>>,
+    /// Errors in the conformance check: (spec item, message), the item as its comment names it.
+    pub api_errors: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -281,7 +404,7 @@ const SPECIFIC: &str = "API mismatch with the exercise spec: ";
 const GENERAL: &str = "the grader's tests do not compile against your crate";
 
 /// Where the hidden tests state the spec, one `// spec:` comment per item (see that file).
-const API_FILE: &str = "hidden-tests/src/api.rs";
+const API_FILE: &str = "hidden-tests/tests/all/api.rs";
 
 /// The spec's wording of each public item, read from the `// spec:` comments of the hidden tests'
 /// [`API_FILE`], their one source: by line of that file, and by the name code elsewhere uses.
@@ -428,6 +551,15 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
                 if m.level != "error" && m.level != "warning" {
                     continue;
                 }
+                // The test target of the package whose error this is, if it is one.
+                let failed_test = msg
+                    .target
+                    .filter(|t| {
+                        m.level == "error"
+                            && msg.manifest_path.ends_with(&manifest)
+                            && t.kind.iter().any(|k| k == "test")
+                    })
+                    .map(|t| t.name);
                 let primary = m.spans.iter().find(|s| s.is_primary);
                 let in_student = primary.and_then(|s| student_path(&s.file_name));
                 let diagnostic = match (in_student, primary) {
@@ -478,6 +610,12 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
                         let explained =
                             spec.explain(&span.file_name, span.line_start, &snippet, &source_line);
                         let text = api_mismatch(explained, &m.message);
+                        if let Some(item) = explained
+                            .filter(|_| span.file_name.ends_with(API_FILE))
+                            .and_then(|e| e.split('`').nth(1))
+                        {
+                            out.api_errors.push((item.to_string(), text.clone()));
+                        }
                         Diagnostic {
                             file: None,
                             line: None,
@@ -496,6 +634,12 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
                         rendered: m.message,
                     },
                 };
+                if let Some(target) = failed_test {
+                    let messages = out.failed_targets.entry(target).or_default();
+                    if !messages.contains(&diagnostic.message) {
+                        messages.push(diagnostic.message.clone());
+                    }
+                }
                 // The same message comes once per target that compiles the file; show it once.
                 if seen.insert((
                     diagnostic.file.clone(),
@@ -508,13 +652,18 @@ pub fn parse(stdout: &str, job_dir: &Path, package: &str) -> Artifacts {
             _ => {}
         }
     }
-    // A named spec item says more than "the tests do not compile"; keep the general statement only
-    // when nothing more precise was found.
-    let named = |m: &str| m.starts_with(SPECIFIC) && !m.contains(GENERAL);
-    if out.diagnostics.iter().any(|d| named(&d.message)) {
-        out.diagnostics.retain(|d| !d.message.contains(GENERAL));
-    }
+    out.diagnostics = named_first(out.diagnostics);
     out
+}
+
+/// A named spec item says more than "the tests do not compile": the general statement is kept
+/// only when nothing more precise was found.
+fn named_first(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let named = |m: &str| m.starts_with(SPECIFIC) && !m.contains(GENERAL);
+    if diagnostics.iter().any(|d| named(&d.message)) {
+        diagnostics.retain(|d| !d.message.contains(GENERAL));
+    }
+    diagnostics
 }
 
 #[cfg(test)]
@@ -523,7 +672,7 @@ mod tests {
 
     /// The hidden tests' own API file, where the spec's wording lives.
     fn spec() -> Spec {
-        Spec::parse(include_str!("../../../hidden-tests/src/api.rs"))
+        Spec::parse(include_str!("../../../hidden-tests/tests/all/api.rs"))
     }
 
     fn explain(file: &str, line: u32, snippet: &str, source_line: &str) -> String {
@@ -559,7 +708,7 @@ mod tests {
 
     #[test]
     fn an_error_in_the_api_file_gets_the_comment_above_its_line() {
-        let api = include_str!("../../../hidden-tests/src/api.rs");
+        let api = include_str!("../../../hidden-tests/tests/all/api.rs");
         let spec = spec();
         assert!(spec.by_line.len() >= 40, "{:#?}", spec.by_line);
         let line = api
@@ -567,7 +716,7 @@ mod tests {
             .position(|l| l.contains("= Executor::run;"))
             .unwrap() as u32
             + 1;
-        let m = explain("/work/hidden-tests/src/api.rs", line, "", "");
+        let m = explain("/work/hidden-tests/tests/all/api.rs", line, "", "");
         assert!(
             m.contains("`Executor::run` must be `pub fn run(&self)`"),
             "{m}"

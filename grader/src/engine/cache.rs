@@ -48,6 +48,11 @@ impl DataDir {
         self.root.join("warm-target")
     }
 
+    /// The recorded durations of the checks ([`Durations`]).
+    pub fn durations(&self) -> PathBuf {
+        self.root.join("test-durations.tsv")
+    }
+
     /// The folder of every engine's [`JobsArea`].
     pub fn jobs(&self) -> PathBuf {
         self.root.join("jobs")
@@ -182,6 +187,52 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
+/// How long each check took when it last passed (`name<TAB>milliseconds` lines in the data
+/// folder), so that gradings start the longest tests first. Only an ordering hint: a missing or
+/// garbled file orders by the rubric's timeouts, and engines sharing the data folder may overwrite
+/// each other's record.
+#[derive(Debug, Default)]
+pub struct Durations(std::collections::BTreeMap<String, std::time::Duration>);
+
+impl Durations {
+    /// The record at `path` (empty when there is none).
+    pub fn load(path: &Path) -> Durations {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        Durations(
+            text.lines()
+                .filter_map(|l| {
+                    let (name, ms) = l.split_once('\t')?;
+                    let ms = ms.parse().ok()?;
+                    Some((name.to_string(), std::time::Duration::from_millis(ms)))
+                })
+                .collect(),
+        )
+    }
+
+    /// The duration of `name`'s last pass.
+    pub fn get(&self, name: &str) -> Option<std::time::Duration> {
+        self.0.get(name).copied()
+    }
+
+    /// Records a pass of `name` that took `took`.
+    pub fn set(&mut self, name: &str, took: std::time::Duration) {
+        self.0.insert(name.to_string(), took);
+    }
+
+    /// Writes the record to `path` (a whole file replaces the old one in one step).
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let text: String = self
+            .0
+            .iter()
+            .map(|(name, took)| format!("{name}\t{}\n", took.as_millis()))
+            .collect();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        io::Write::write_all(&mut tmp, text.as_bytes())?;
+        tmp.persist(path).map(drop).map_err(|e| e.error)
+    }
+}
+
 /// Identifies the dependency set: a warm folder or vendor folder made for another one is rebuilt.
 pub fn dependency_key(toolchain_version: &str) -> String {
     let mut h = std::hash::DefaultHasher::new();
@@ -191,10 +242,15 @@ pub fn dependency_key(toolchain_version: &str) -> String {
         assembly::RUNTIME_TOML,
         assembly::HIDDEN_TOML,
         toolchain_version,
+        WARM_RECIPE,
     )
         .hash(&mut h);
     format!("{:016x}", h.finish())
 }
+
+/// The cargo invocations jobs make (see `build`): a warm cache built by other invocations may
+/// have compiled the dependencies for other profiles or feature sets. Bump it when they change.
+const WARM_RECIPE: &str = "one-binary build with bins; public lib tests";
 
 const KEY_FILE: &str = ".grader-key";
 

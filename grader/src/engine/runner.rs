@@ -50,14 +50,15 @@ pub struct Check {
 }
 
 impl Check {
-    /// A libtest test, run alone in its process.
-    pub fn test(name: &str, binary: &str, timeout: Duration) -> Check {
+    /// A libtest test, run alone in its process: `name` as the report knows it, `listed` as the
+    /// binary lists it.
+    pub fn test(name: &str, listed: &str, binary: &str, timeout: Duration) -> Check {
         Check {
             name: name.to_string(),
             program: binary.to_string(),
             args: vec![
                 "--exact".into(),
-                name.to_string(),
+                listed.to_string(),
                 "--test-threads=1".into(),
             ],
             timeout,
@@ -89,22 +90,32 @@ pub struct Plan {
     pub unplanned: Vec<(usize, String)>,
 }
 
-/// Plans the rubric's checks against what the build contains: `listed` tests (name -> binary)
-/// and built `bins` (name -> path). Entries missing from the build cannot run.
+/// The rubric's name of a listed hidden test: without the category module it is listed under
+/// (`metrics::metrics_count_spawns` -> `metrics_count_spawns`).
+pub fn rubric_name(listed: &str) -> &str {
+    listed.split_once("::").map_or(listed, |(_, rest)| rest)
+}
+
+/// Plans the rubric's checks against what the build contains: `listed` tests (listed name ->
+/// binary) and built `bins` (name -> path). Entries missing from the build cannot run.
 pub fn plan_rubric(
     rubric: &Rubric,
     listed: &BTreeMap<String, String>,
     bins: &BTreeMap<String, String>,
 ) -> Plan {
+    let by_rubric_name: BTreeMap<&str, (&str, &str)> = listed
+        .iter()
+        .map(|(l, b)| (rubric_name(l), (l.as_str(), b.as_str())))
+        .collect();
     let mut plan = Plan::default();
     for (i, entry) in rubric.entries().iter().enumerate() {
         let check = match &entry.binary {
             Some(bin) => bins
                 .get(bin)
                 .map(|path| Check::binary(&entry.name, path, entry.timeout())),
-            None => listed
-                .get(&entry.name)
-                .map(|b| Check::test(&entry.name, b, entry.timeout())),
+            None => by_rubric_name
+                .get(entry.name.as_str())
+                .map(|(l, b)| Check::test(&entry.name, l, b, entry.timeout())),
         };
         match (check, &entry.binary) {
             (Some(c), _) => {
@@ -128,10 +139,23 @@ pub fn plan_listed(listed: &BTreeMap<String, String>, timeout: Duration) -> Plan
     Plan {
         checks: listed
             .iter()
-            .map(|(name, bin)| Check::test(name, bin, timeout))
+            .map(|(name, bin)| Check::test(name, name, bin, timeout))
             .collect(),
         slots: (0..listed.len()).collect(),
         unplanned: Vec::new(),
+    }
+}
+
+impl Plan {
+    /// Puts the checks that take longest first (by `expected` time), so that the last process to
+    /// finish is a short one: with a few long tests among many short ones, the run then takes
+    /// about as long as its longest test instead of a long test started last. Order is kept among
+    /// equals; results still fill their own report entries.
+    pub fn longest_first(&mut self, expected: impl Fn(&Check) -> Duration) {
+        let mut order: Vec<usize> = (0..self.checks.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(expected(&self.checks[i])));
+        self.checks = order.iter().map(|&i| self.checks[i].clone()).collect();
+        self.slots = order.iter().map(|&i| self.slots[i]).collect();
     }
 }
 
@@ -332,7 +356,7 @@ fn run_one(
     })
 }
 
-/// Lists the tests of every test binary (name -> binary), in one sandboxed process. A listing that
+/// Lists the tests of every test binary (listed name -> binary), in one sandboxed process. A listing that
 /// fails (under load it may time out) is retried with more time; if it keeps failing, the grading
 /// fails as the grader's error: a partial listing would turn tests into "not run" at the
 /// student's cost.
@@ -505,6 +529,30 @@ mod tests {
         let (outcome, message) = classify(&timed_out, Kind::Test).unwrap();
         assert_eq!(outcome, Outcome::TimedOut);
         assert!(!message.unwrap().starts_with("timed out"));
+    }
+
+    #[test]
+    fn the_longest_checks_start_first_and_fill_their_own_entries() {
+        let listed: BTreeMap<String, String> = ["m::short", "m::long", "m::unknown"]
+            .iter()
+            .map(|n| (n.to_string(), "/all".to_string()))
+            .collect();
+        let mut plan = plan_listed(&listed, Duration::from_secs(10));
+        assert_eq!(rubric_name("m::long"), "long");
+        let took = |c: &Check| match c.name.as_str() {
+            "m::short" => Duration::from_millis(5),
+            "m::long" => Duration::from_millis(900),
+            _ => c.timeout,
+        };
+        plan.longest_first(took);
+        let order: Vec<(&str, usize)> = plan
+            .checks
+            .iter()
+            .map(|c| c.name.as_str())
+            .zip(plan.slots.iter().copied())
+            .collect();
+        // The unrecorded test counts as its timeout; each keeps its slot (listing order: l, s, u).
+        assert_eq!(order, [("m::unknown", 2), ("m::long", 0), ("m::short", 1)]);
     }
 
     #[test]

@@ -14,6 +14,33 @@ use std::path::{Path, PathBuf};
 use crate::engine::assembly::{HIDDEN_TOML, PUBLIC_TESTS};
 use crate::engine::rubric::{Rubric, RubricError};
 
+/// The folder of the one test binary that holds every hidden test, a module per category file.
+pub const ONE_BINARY_DIR: &str = "all/";
+/// The crate root of that binary: it declares each category file as a module.
+pub const ONE_BINARY_MAIN: &str = "tests/all/main.rs";
+
+/// The module (category file) of a hidden test's file: `tests/all/metrics.rs` -> `metrics`.
+pub fn module_of(file: &str) -> &str {
+    let name = file.rsplit('/').next().unwrap_or(file);
+    name.strip_suffix(".rs").unwrap_or(name)
+}
+
+/// The `mod NAME;` items of a crate root (modules in files of their own).
+fn declared_modules(source: &str) -> Result<Vec<String>, String> {
+    let parsed = syn::parse_file(source).map_err(|e| {
+        let at = e.span().start();
+        format!("line {}: {e}", at.line)
+    })?;
+    Ok(parsed
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            syn::Item::Mod(m) if m.content.is_none() => Some(m.ident.to_string()),
+            _ => None,
+        })
+        .collect())
+}
+
 /// The file in the data folder where `grader setup --hidden-tests DIR` records `DIR`.
 pub const RECORD_FILE: &str = "hidden-tests.path";
 
@@ -22,7 +49,7 @@ pub const RECORD_FILE: &str = "hidden-tests.path";
 pub struct TestFn {
     /// Its name as libtest lists it (`module::name` inside an inline module).
     pub name: String,
-    /// The file it is in, relative to the package (e.g. `tests/timer.rs`).
+    /// The file it is in, relative to the package (e.g. `tests/all/timer.rs`).
     pub file: String,
     /// 1-based line of the function.
     pub line: usize,
@@ -37,6 +64,7 @@ pub struct HiddenTests {
     rubric: Rubric,
     tests: Vec<TestFn>,
     version: String,
+    library_version: String,
 }
 
 /// Why a hidden tests package cannot be used.
@@ -94,9 +122,11 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> HiddenTestsError + '_ {
 }
 
 impl HiddenTests {
-    /// Opens the package at `dir` and checks it: a `rubric.toml` and a `tests/` folder, a
-    /// `Cargo.toml` (if any) identical to the one this grader builds with, and a rubric that names
-    /// exactly the `#[test]` functions of `tests/*.rs`, none of them `#[ignore]`d.
+    /// Opens the package at `dir` and checks it: a `rubric.toml` and the one test binary's
+    /// `tests/all/main.rs` declaring every `tests/all/<category>.rs` as a module (no other test
+    /// file), a `Cargo.toml` (if any) identical to the one this grader builds with, and a rubric that
+    /// names exactly the `#[test]` functions of those files (without their module), none of them
+    /// `#[ignore]`d.
     pub fn open(dir: &Path) -> Result<HiddenTests, HiddenTestsError> {
         let meta = fs::metadata(dir).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => HiddenTestsError::Missing(dir.to_path_buf()),
@@ -112,8 +142,8 @@ impl HiddenTests {
         if !dir.join("rubric.toml").is_file() {
             return Err(not_a_package("it has no rubric.toml"));
         }
-        if !dir.join("tests").is_dir() {
-            return Err(not_a_package("it has no tests/ folder"));
+        if !dir.join(ONE_BINARY_MAIN).is_file() {
+            return Err(not_a_package(&format!("it has no {ONE_BINARY_MAIN}")));
         }
         let manifest = dir.join("Cargo.toml");
         if manifest.is_file()
@@ -127,18 +157,43 @@ impl HiddenTests {
         }
         let rubric = Rubric::load(&dir.join("rubric.toml"))?;
         let files = source_files(dir)?;
+        let syntax = |rel: &str| {
+            let path = dir.join(rel);
+            move |message| HiddenTestsError::Syntax { path, message }
+        };
+        let declared =
+            declared_modules(&files[ONE_BINARY_MAIN]).map_err(syntax(ONE_BINARY_MAIN))?;
         let mut tests = Vec::new();
+        let mut problems = Vec::new();
         for (rel, text) in &files {
-            if rel.starts_with("tests/") && rel.matches('/').count() == 1 {
-                tests.extend(test_functions(rel, text).map_err(|message| {
-                    HiddenTestsError::Syntax {
-                        path: dir.join(rel),
-                        message,
-                    }
-                })?);
+            let Some(file) = rel.strip_prefix("tests/") else {
+                continue;
+            };
+            if rel == ONE_BINARY_MAIN {
+                continue;
             }
+            match file
+                .strip_prefix(ONE_BINARY_DIR)
+                .map(|f| f.split('/').count())
+            {
+                Some(1) => {
+                    let module = module_of(rel);
+                    if !declared.iter().any(|m| m == module) {
+                        problems.push(format!(
+                            "{rel} is not declared in {ONE_BINARY_MAIN} (`mod {module};`): its \
+                             tests would never be compiled"
+                        ));
+                    }
+                }
+                _ => problems.push(format!(
+                    "{rel} is not a module of the one test binary: hidden tests live in \
+                     tests/{ONE_BINARY_DIR}<category>.rs, declared in {ONE_BINARY_MAIN}"
+                )),
+            }
+            // Its tests count wherever it is, so that each is also named in the other problems.
+            tests.extend(test_functions(rel, text).map_err(syntax(rel))?);
         }
-        let problems = disagreements(&rubric, &tests);
+        problems.extend(disagreements(&rubric, &tests));
         if !problems.is_empty() {
             return Err(HiddenTestsError::Disagree {
                 dir: dir.to_path_buf(),
@@ -152,6 +207,13 @@ impl HiddenTests {
             rubric,
             tests,
             version: version(&files),
+            library_version: version(
+                &files
+                    .iter()
+                    .filter(|(path, _)| path.starts_with("src/"))
+                    .map(|(p, t)| (p.clone(), t.clone()))
+                    .collect(),
+            ),
         })
     }
 
@@ -174,6 +236,11 @@ impl HiddenTests {
     /// `tests/` sources): equal versions grade alike.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// A content hash of the harness library (`src/`), which the warm cache holds compiled.
+    pub fn library_version(&self) -> &str {
+        &self.library_version
     }
 
     /// Gives up the rest, keeping the rubric.
@@ -287,7 +354,7 @@ pub fn disagreements(rubric: &Rubric, tests: &[TestFn]) -> Vec<String> {
     for e in rubric.tests() {
         if !by_name.contains_key(e.name.as_str()) {
             problems.push(format!(
-                "rubric entry `{}` names no #[test] function of tests/*.rs: every student would \
+                "rubric entry `{}` names no #[test] function of tests/all/*.rs: every student would \
                  lose its {} point(s)",
                 e.name, e.points
             ));

@@ -10,12 +10,13 @@ use std::task::{Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
+use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::executor::block_on;
 use futures::future;
 use futures_test::future::FutureTestExt;
 use hidden_tests::{
-    expect_within, hang, on_drop, run_until_stalled_with_watchdog, run_with_watchdog, self_waking,
-    wake_a_clone, with_watchdog, Counter, Flag, Gate, Log, HANG_SECS,
+    expect_within, hang, on_drop, self_waking, wake_a_clone, with_watchdog, Counter, Flag, Gate,
+    Log, HANG_SECS,
 };
 use runtime::custom_future::{self, CountdownFuture, MapFuture};
 use runtime::executor::new_executor_and_spawner;

@@ -8,10 +8,11 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
+use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
 use hidden_tests::{
-    expect_within, run_until_stalled_with_watchdog, run_with_watchdog, self_waking,
-    thread_cpu_time, wake_a_clone, with_watchdog, Counter, Gate, Log, HANG_SECS,
+    expect_within, self_waking, thread_cpu_time, wake_a_clone, with_watchdog, Counter, Gate, Log,
+    HANG_SECS,
 };
 use runtime::executor::{
     new_executor_and_spawner, new_executor_and_spawner_with_capacity, SpawnError, MAX_QUEUED_TASKS,

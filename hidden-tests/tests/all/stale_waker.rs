@@ -9,10 +9,9 @@ use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::run_with_watchdog;
 use futures::future::{self, FutureExt};
-use hidden_tests::{
-    expect_within, poll_with, probe_waker, run_with_watchdog, Flag, Gate, Log, WakeProbe, HANG_SECS,
-};
+use hidden_tests::{expect_within, poll_with, probe_waker, Flag, Gate, Log, WakeProbe, HANG_SECS};
 use runtime::custom_future::{ManualFuture, MapFuture};
 use runtime::executor::new_executor_and_spawner;
 use runtime::timer::{FirstTimer, TimerFuture};

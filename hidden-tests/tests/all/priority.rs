@@ -6,8 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
+use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
-use hidden_tests::{run_until_stalled_with_watchdog, run_with_watchdog, Gate, Log};
+use hidden_tests::{Gate, Log};
 use runtime::executor::{new_executor_and_spawner, Priority, Spawner};
 
 /// A task that logs `name` on every poll and finishes on its `polls`-th poll, waking itself on

@@ -5,11 +5,9 @@ use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
-use hidden_tests::{
-    run_until_stalled_with_watchdog, run_with_watchdog, self_waking, with_watchdog, Counter, Gate,
-    HANG_SECS,
-};
+use hidden_tests::{self_waking, with_watchdog, Counter, Gate, HANG_SECS};
 use runtime::executor::{
     new_executor_and_spawner, new_executor_and_spawner_with_capacity, Metrics, Priority,
     SpawnError, Spawner,

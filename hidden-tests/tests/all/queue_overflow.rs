@@ -9,10 +9,10 @@ use std::task::{Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
+use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
 use hidden_tests::{
-    panic_message_of, run_until_stalled_with_watchdog, run_with_watchdog, self_waking,
-    wake_a_clone, with_watchdog, Counter, Gate, Log, HANG_SECS,
+    panic_message_of, self_waking, wake_a_clone, with_watchdog, Counter, Gate, Log, HANG_SECS,
 };
 use runtime::executor::{new_executor_and_spawner_with_capacity, Priority, SpawnError};
 use runtime::timer::TimerFuture;

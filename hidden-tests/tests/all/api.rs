@@ -1,6 +1,8 @@
 //! Compile-time conformance with the exercise spec: every public item with its exact signature and
 //! the traits the spec requires. A submission that differs fails to build here, one item per line, and
-//! the grader turns the compiler's error into an "API mismatch" message naming the spec item.
+//! the grader turns the compiler's error into an "API mismatch" message naming the spec item. Only
+//! the one-binary build compiles this module: when it fails, the grader builds each category on its
+//! own (without this module) and sinks only the categories whose file names the item's type.
 //!
 //! Each `// spec:` comment is that message, for the lines below it up to the next blank line or
 //! comment: the grader reads them from this file (its one source of the spec's wording). The first
@@ -131,10 +133,19 @@ fn traits() {
 }
 
 fn metrics(m: Metrics) {
-    // spec: `Metrics` must be the spec's struct with public fields `spawned`, `completed`, `polls`, `busy_time`, `max_poll_time` and derives `Debug, Clone, Copy, Default, PartialEq, Eq`
+    // One item per field, so that a mismatch names the field.
+    // spec: `Metrics::spawned` must be `pub spawned: u64`
     let _: u64 = m.spawned;
+
+    // spec: `Metrics::completed` must be `pub completed: u64`
     let _: u64 = m.completed;
+
+    // spec: `Metrics::polls` must be `pub polls: u64`
     let _: u64 = m.polls;
+
+    // spec: `Metrics::busy_time` must be `pub busy_time: Duration`
     let _: Duration = m.busy_time;
+
+    // spec: `Metrics::max_poll_time` must be `pub max_poll_time: Duration`
     let _: Duration = m.max_poll_time;
 }

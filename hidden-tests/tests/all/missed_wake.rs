@@ -10,13 +10,14 @@ use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::executor::block_on;
 use futures::future::{self, FutureExt};
 use futures_test::future::FutureTestExt;
 use hidden_tests::{
     expect_within, hang, hooked_waker, poll_during_its_wake, poll_with, probe_waker,
-    proc_thread_id, run_until_stalled_with_watchdog, run_with_watchdog, wait_until_asleep,
-    with_watchdog, Counter, Gate, Log, PolledDuringWake, HANG_SECS,
+    proc_thread_id, wait_until_asleep, with_watchdog, Counter, Gate, Log, PolledDuringWake,
+    HANG_SECS,
 };
 use runtime::custom_future::{ManualFuture, MapFuture};
 use runtime::executor::new_executor_and_spawner;

@@ -9,11 +9,9 @@ use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
+use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
-use hidden_tests::{
-    on_drop, panic_message_of, run_until_stalled_with_watchdog, run_with_watchdog, with_watchdog,
-    Flag, Gate, Log, HANG_SECS,
-};
+use hidden_tests::{on_drop, panic_message_of, with_watchdog, Flag, Gate, Log, HANG_SECS};
 use runtime::executor::{new_executor_and_spawner, Priority, SpawnError, Spawner};
 
 const WAIT: Duration = Duration::from_secs(HANG_SECS);
