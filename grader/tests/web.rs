@@ -38,6 +38,10 @@ impl Reply {
 
 impl Site {
     async fn new() -> Site {
+        Site::with_policy(common::open_policy()).await
+    }
+
+    async fn with_policy(policy: server::policy::Policy) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let pool = db::open(dir.path()).await.unwrap();
         let entry = |id: &str, role| roster::Entry {
@@ -61,7 +65,7 @@ impl Site {
             upload_limit: 1 << 20,
             drain: Duration::from_secs(5),
             retry_delay: Duration::ZERO,
-            policy: common::open_policy(),
+            policy,
         };
         let server = server::start(options, None).await.unwrap();
         Site {
@@ -514,4 +518,70 @@ async fn the_stylesheet_and_script_are_served_with_long_cache_headers() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(site.send(request).await.location(), "/login");
+}
+
+#[tokio::test]
+async fn the_dashboard_states_the_limits_and_the_deadline_and_marks_late_submissions() {
+    const DAY_MS: i64 = 86_400_000;
+    let site = Site::with_policy(server::policy::Policy {
+        min_interval: Duration::from_secs(3600),
+        per_day: 2,
+        // Two and a half days ago: three started days late, 10 % each.
+        deadline: Some(db::now_ms() - 5 * DAY_MS / 2),
+        late_penalty_per_day: 10,
+        ..Default::default()
+    })
+    .await;
+    let cookie = site.log_in("s1").await;
+    let dashboard = site.get("/dashboard", &cookie).await.body;
+    assert!(
+        dashboard.contains("1 upload per 3600 s, 2 per day"),
+        "{dashboard}"
+    );
+    assert!(dashboard.contains("id=\"attempts-left\">2 in the last 24 hours"));
+    assert!(dashboard.contains("id=\"next-upload\">allowed now"));
+    assert!(dashboard.contains("(passed 2 d 12 h ago; each day late costs 10 %"));
+
+    let sent = site.upload(&cookie, Some(&csrf_of(&dashboard))).await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let dashboard = site.get("/dashboard", &cookie).await.body;
+    assert!(dashboard.contains("id=\"attempts-left\">1 in the last 24 hours"));
+    assert!(dashboard.contains("id=\"next-upload\">allowed from <time"));
+    assert!(dashboard.contains("late by 2 d 12 h, −30 %"), "{dashboard}");
+
+    // Over the limit, the form gets a page that says so, not the API's JSON.
+    let refused = site.upload(&cookie, Some(&csrf_of(&dashboard))).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        refused.body.contains("<h1>Too many uploads</h1>"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("1 upload per 3600 s"));
+
+    // Graded, the submission's page gives the score before and after the penalty.
+    store_build_failed(&site).await;
+    sqlx::query("UPDATE submissions SET score = 3, final_score = 2 WHERE id = 1")
+        .execute(&site.server.state().db)
+        .await
+        .unwrap();
+    let page = site.get("/submissions/1", &cookie).await.body;
+    assert!(page.contains("id=\"late\"><span class=\"late\">late by 2 d 12 h, −30 %"));
+    assert!(page.contains("id=\"score\">2/3</p>"), "{page}");
+    assert!(page.contains("0/3 before the late penalty, 2/3 after it."));
+}
+
+#[tokio::test]
+async fn without_a_deadline_the_dashboard_says_so_and_nothing_is_late() {
+    let site = Site::new().await;
+    let cookie = site.log_in("s1").await;
+    let dashboard = site.get("/dashboard", &cookie).await.body;
+    assert!(dashboard.contains("id=\"deadline\">no deadline"));
+    site.upload(&cookie, Some(&csrf_of(&dashboard))).await;
+    let dashboard = site.get("/dashboard", &cookie).await.body;
+    assert!(dashboard.contains("<td>on time</td>"), "{dashboard}");
 }
