@@ -376,8 +376,8 @@ async fn store_build_failed(site: &Site) {
         "timings": {"build_ms": 1, "run_ms": 1, "total_ms": 2}
     });
     sqlx::query(
-        "UPDATE submissions SET status = 'build_failed', score = 0, max_score = 3, report = ? \
-         WHERE id = 1",
+        "UPDATE submissions SET status = 'build_failed', score = 0, max_score = 3, report = ?, \
+         final_score = 0, categories = '{\"timer\":0}' WHERE id = 1",
     )
     .bind(report.to_string())
     .execute(&site.server.state().db)
@@ -584,4 +584,135 @@ async fn without_a_deadline_the_dashboard_says_so_and_nothing_is_late() {
     site.upload(&cookie, Some(&csrf_of(&dashboard))).await;
     let dashboard = site.get("/dashboard", &cookie).await.body;
     assert!(dashboard.contains("<td>on time</td>"), "{dashboard}");
+}
+
+#[tokio::test]
+async fn the_gradebook_shows_the_policy_late_marks_and_counts_and_its_rows_are_the_csvs() {
+    const DAY_MS: i64 = 86_400_000;
+    let site = Site::with_policy(server::policy::Policy {
+        deadline: Some(db::now_ms() - DAY_MS / 2),
+        late_penalty_per_day: 10,
+        ..common::open_policy()
+    })
+    .await;
+    let student = site.log_in("s1").await;
+    let csrf = csrf_of(&site.get("/dashboard", &student).await.body);
+    site.upload(&student, Some(&csrf)).await;
+    site.upload(&student, Some(&csrf)).await;
+    store_build_failed(&site).await;
+
+    let teacher = site.log_in("t1").await;
+    let page = site.get("/gradebook", &teacher).await.body;
+    assert!(
+        page.contains("<strong>best</strong> submission counts"),
+        "{page}"
+    );
+    assert!(page.contains("href=\"/api/gradebook.csv\""));
+    assert!(
+        page.contains("late by 12 h 0 min, −10 % (from 0)"),
+        "{page}"
+    );
+    assert!(page.contains("2 <span class=\"late\">(2 late)</span>"));
+    // Every row of the CSV is on the page, with the same counted score.
+    let request = Request::get("/api/gradebook.csv")
+        .header(header::COOKIE, format!("rg_session={teacher}"))
+        .body(Body::empty())
+        .unwrap();
+    let csv = site.send(request).await.body;
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let (id, final_score, max) = (row[0], row[10], row[11]);
+        let at = page.find(&format!("data-id=\"{id}\"")).expect(id);
+        let shown = if final_score.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{final_score}/{max}")
+        };
+        let line = &page[at..at + page[at..].find("</tr>").unwrap()];
+        assert!(
+            line.contains(&format!(">{shown}<")),
+            "{id}: {shown} in {line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn regrade_buttons_need_the_csrf_token_and_lead_to_the_regrades_progress() {
+    let site = Site::new().await;
+    let student = site.log_in("s1").await;
+    let csrf = csrf_of(&site.get("/dashboard", &student).await.body);
+    site.upload(&student, Some(&csrf)).await;
+    // The upload's own grading is over (no workers here).
+    let db = &site.server.state().db;
+    sqlx::query("UPDATE jobs SET state = 'done'")
+        .execute(db)
+        .await
+        .unwrap();
+
+    let teacher = site.log_in("t1").await;
+    let drill_down = site.get("/submissions/1", &teacher).await.body;
+    assert!(drill_down.contains("name=\"submission\" value=\"1\""));
+    assert!(site
+        .get("/students/s1", &teacher)
+        .await
+        .body
+        .contains("name=\"person\" value=\"s1\""));
+    let book = site.get("/gradebook", &teacher).await.body;
+    assert!(book.contains("name=\"all\" value=\"true\""));
+    let csrf = csrf_of(&book);
+
+    let forged = site
+        .post_form("/regrades", Some(&teacher), "submission=1")
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let by_student = site
+        .post_form(
+            "/regrades",
+            Some(&student),
+            &format!(
+                "csrf={}&submission=1",
+                csrf_of(&site.get("/dashboard", &student).await.body)
+            ),
+        )
+        .await;
+    assert_eq!(by_student.status, StatusCode::FORBIDDEN);
+    assert_eq!(site.count("SELECT COUNT(*) FROM regrades").await, 0);
+
+    let sent = site
+        .post_form(
+            "/regrades",
+            Some(&teacher),
+            &format!("csrf={csrf}&submission=1"),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    assert_eq!(sent.location(), "/regrades/1");
+    let progress = site.get("/regrades/1", &teacher).await.body;
+    assert!(progress.contains("0 of 1 graded, 1 waiting."), "{progress}");
+    assert!(progress.contains("http-equiv=\"refresh\""));
+    sqlx::query("UPDATE jobs SET state = 'done' WHERE regrade_id = 1")
+        .execute(db)
+        .await
+        .unwrap();
+    let progress = site.get("/regrades/1", &teacher).await.body;
+    assert!(progress.contains("Finished: 1 of 1 graded."), "{progress}");
+    assert!(!progress.contains("http-equiv=\"refresh\""));
+
+    for form in [
+        format!("csrf={csrf}&person=s1"),
+        format!("csrf={csrf}&all=true"),
+    ] {
+        let sent = site.post_form("/regrades", Some(&teacher), &form).await;
+        assert_eq!(sent.status, StatusCode::SEE_OTHER, "{form}: {}", sent.body);
+    }
+    assert_eq!(site.count("SELECT COUNT(*) FROM regrades").await, 3);
+    assert_eq!(
+        site.get("/regrades/1", &student).await.status,
+        StatusCode::FORBIDDEN
+    );
 }

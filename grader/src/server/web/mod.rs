@@ -3,6 +3,7 @@
 //! lines of JavaScript (`static/app.js`) only add drag and drop, live updates, sorting and filtering.
 
 mod gradebook;
+mod regrade;
 mod student;
 mod submission;
 
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .merge(student::router())
         .merge(submission::router())
         .merge(gradebook::router())
+        .merge(regrade::router())
 }
 
 /// The stylesheet and the script, compiled into the binary: name, body, content type.

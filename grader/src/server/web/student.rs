@@ -215,6 +215,7 @@ async fn upload(
 #[template(path = "student.html")]
 struct StudentPage {
     layout: Layout,
+    csrf: String,
     id: String,
     name: String,
     email: String,
@@ -244,6 +245,7 @@ async fn student(
         StatusCode::OK,
         &StudentPage {
             layout: Layout::of(&state, &session.0).await?,
+            csrf: session.0.csrf.clone(),
             id,
             name,
             email,
