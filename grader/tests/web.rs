@@ -547,6 +547,7 @@ async fn the_dashboard_states_the_limits_and_the_deadline_and_marks_late_submiss
     let dashboard = site.get("/dashboard", &cookie).await.body;
     assert!(dashboard.contains("id=\"attempts-left\">1 in the last 24 hours"));
     assert!(dashboard.contains("id=\"next-upload\">allowed from <time"));
+    assert!(dashboard.contains("</time> (in 59 min)"), "{dashboard}");
     assert!(dashboard.contains("late by 2 d 12 h, −30 %"), "{dashboard}");
 
     // Over the limit, the form gets a page that says so, not the API's JSON.
@@ -573,6 +574,9 @@ async fn the_dashboard_states_the_limits_and_the_deadline_and_marks_late_submiss
     assert!(page.contains("id=\"late\"><span class=\"late\">late by 2 d 12 h, −30 %"));
     assert!(page.contains("id=\"score\">2/3</p>"), "{page}");
     assert!(page.contains("0/3 before the late penalty, 2/3 after it."));
+    // The list and the best score count the score after the penalty, as /api/me does.
+    let dashboard = site.get("/dashboard", &cookie).await.body;
+    assert!(dashboard.contains("id=\"best\">2/3</span>"), "{dashboard}");
 }
 
 #[tokio::test]

@@ -61,7 +61,9 @@ struct Brief {
 /// Every submission of `person_id`, newest first.
 async fn lines(state: &AppState, person_id: &str) -> Result<Vec<Line>, AppError> {
     let rows: Vec<Brief> = sqlx::query_as(
-        "SELECT id, created_at, file_name, status, score, max_score, late_ms, penalty_pct \
+        // The score after the late penalty, as /api/me counts it (the same before, if none).
+        "SELECT id, created_at, file_name, status, COALESCE(final_score, score) AS score, \
+         max_score, late_ms, penalty_pct \
          FROM submissions \
          WHERE person_id = ? ORDER BY id DESC",
     )
@@ -116,8 +118,8 @@ struct QuotaView {
     limit: String,
     /// Uploads left in the last 24 hours' window, when there is a daily limit.
     left_today: Option<i64>,
-    /// When the next upload is allowed, if not now.
-    next_at: Option<Stamp>,
+    /// When the next upload is allowed, if not now, and how long that is from now.
+    next_at: Option<(Stamp, String)>,
 }
 
 /// The deadline that applies to the student, as the dashboard states it.
@@ -162,7 +164,10 @@ async fn dashboard(
         },
         left_today: (limited && policy.per_day > 0)
             .then(|| (i64::from(policy.per_day) - quota.used_today).max(0)),
-        next_at: quota.next_at.filter(|_| limited).map(Stamp::of),
+        next_at: quota
+            .next_at
+            .filter(|_| limited)
+            .map(|at| (Stamp::of(at), span(at - now))),
     };
     let deadline = DeadlineView {
         at: deadline.map(Stamp::of),
