@@ -55,6 +55,18 @@ pub enum Target {
     All,
 }
 
+impl Target {
+    /// The target a request names with exactly one of its three fields (`None` otherwise).
+    pub fn of(submission: Option<i64>, person: Option<String>, all: bool) -> Option<Target> {
+        match (submission, person, all) {
+            (Some(id), None, false) => Some(Target::Submission(id)),
+            (None, Some(p), false) => Some(Target::Person(p)),
+            (None, None, true) => Some(Target::All),
+            _ => None,
+        }
+    }
+}
+
 /// A regrade just requested.
 #[derive(Debug)]
 pub struct Queued {
@@ -146,12 +158,8 @@ async fn request(
     }
     let Json(scope) =
         body.map_err(|e| AppError::BadRequest(format!("{}; {HOW}", e.body_text())))?;
-    let target = match (scope.submission, scope.person, scope.all) {
-        (Some(id), None, false) => Target::Submission(id),
-        (None, Some(p), false) => Target::Person(p),
-        (None, None, true) => Target::All,
-        _ => return Err(AppError::BadRequest(HOW.into())),
-    };
+    let target = Target::of(scope.submission, scope.person, scope.all)
+        .ok_or_else(|| AppError::BadRequest(HOW.into()))?;
     let queued = queue(&state, &caller.id, target).await?;
     let location = format!("/api/regrades/{}", queued.id);
     Ok((

@@ -43,16 +43,9 @@ async fn request(
     if !caller.is_instructor() {
         return Err(AppError::Forbidden.into());
     }
-    let target = match (form.submission, form.person, form.all) {
-        (Some(id), None, false) => Target::Submission(id),
-        (None, Some(p), false) => Target::Person(p),
-        (None, None, true) => Target::All,
-        _ => {
-            return Err(
-                AppError::BadRequest("regrade one submission, one student or all".into()).into(),
-            )
-        }
-    };
+    let target = Target::of(form.submission, form.person, form.all).ok_or_else(|| {
+        AppError::BadRequest("regrade one submission, one student or everything".into())
+    })?;
     let queued = queue(&state, &caller.id, target).await?;
     Ok(Redirect::to(&format!("/regrades/{}", queued.id)).into_response())
 }
