@@ -9,9 +9,10 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::{page, Layout, LoggedIn, PageError};
+use super::{page, Layout, LoggedIn, PageError, Stamp};
 use crate::server::error::AppError;
 use crate::server::regrade::{progress_of, queue, Progress, Target};
+use crate::server::time::parse_rfc3339;
 use crate::server::AppState;
 
 /// The regrade routes.
@@ -55,6 +56,8 @@ async fn request(
 struct RegradePage {
     layout: Layout,
     p: Progress,
+    /// When it was requested, as shown.
+    requested: Option<Stamp>,
 }
 
 /// `GET /regrades/{id}`: a regrade's progress (instructors only).
@@ -72,6 +75,7 @@ async fn show(
         StatusCode::OK,
         &RegradePage {
             layout: Layout::of(&state, &session.0).await?,
+            requested: parse_rfc3339(&p.created_at).ok().map(Stamp::of),
             p,
         },
     )
