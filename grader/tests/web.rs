@@ -38,6 +38,10 @@ impl Reply {
 
 impl Site {
     async fn new() -> Site {
+        Site::with_policy(common::open_policy()).await
+    }
+
+    async fn with_policy(policy: server::policy::Policy) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let pool = db::open(dir.path()).await.unwrap();
         let entry = |id: &str, role| roster::Entry {
@@ -61,7 +65,7 @@ impl Site {
             upload_limit: 1 << 20,
             drain: Duration::from_secs(5),
             retry_delay: Duration::ZERO,
-            policy: common::open_policy(),
+            policy,
         };
         let server = server::start(options, None).await.unwrap();
         Site {
@@ -372,8 +376,8 @@ async fn store_build_failed(site: &Site) {
         "timings": {"build_ms": 1, "run_ms": 1, "total_ms": 2}
     });
     sqlx::query(
-        "UPDATE submissions SET status = 'build_failed', score = 0, max_score = 3, report = ? \
-         WHERE id = 1",
+        "UPDATE submissions SET status = 'build_failed', score = 0, max_score = 3, report = ?, \
+         final_score = 0, categories = '{\"timer\":0}' WHERE id = 1",
     )
     .bind(report.to_string())
     .execute(&site.server.state().db)
@@ -514,4 +518,205 @@ async fn the_stylesheet_and_script_are_served_with_long_cache_headers() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(site.send(request).await.location(), "/login");
+}
+
+#[tokio::test]
+async fn the_dashboard_states_the_limits_and_the_deadline_and_marks_late_submissions() {
+    const DAY_MS: i64 = 86_400_000;
+    let site = Site::with_policy(server::policy::Policy {
+        min_interval: Duration::from_secs(3600),
+        per_day: 2,
+        // Two and a half days ago: three started days late, 10 % each.
+        deadline: Some(db::now_ms() - 5 * DAY_MS / 2),
+        late_penalty_per_day: 10,
+        ..Default::default()
+    })
+    .await;
+    let cookie = site.log_in("s1").await;
+    let dashboard = site.get("/dashboard", &cookie).await.body;
+    assert!(
+        dashboard.contains("1 upload per 3600 s, 2 per day"),
+        "{dashboard}"
+    );
+    assert!(dashboard.contains("id=\"attempts-left\">2 in the last 24 hours"));
+    assert!(dashboard.contains("id=\"next-upload\">allowed now"));
+    assert!(dashboard.contains("(passed 2 d 12 h ago; each day late costs 10 %"));
+
+    let sent = site.upload(&cookie, Some(&csrf_of(&dashboard))).await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let dashboard = site.get("/dashboard", &cookie).await.body;
+    assert!(dashboard.contains("id=\"attempts-left\">1 in the last 24 hours"));
+    assert!(dashboard.contains("id=\"next-upload\">allowed from <time"));
+    assert!(dashboard.contains("</time> (in 59 min)"), "{dashboard}");
+    assert!(dashboard.contains("late by 2 d 12 h, −30 %"), "{dashboard}");
+
+    // Over the limit, the form gets a page that says so, not the API's JSON.
+    let refused = site.upload(&cookie, Some(&csrf_of(&dashboard))).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        refused.body.contains("<h1>Too many uploads</h1>"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("1 upload per 3600 s"));
+
+    // Graded, the submission's page gives the score before and after the penalty.
+    store_build_failed(&site).await;
+    sqlx::query("UPDATE submissions SET score = 3, final_score = 2 WHERE id = 1")
+        .execute(&site.server.state().db)
+        .await
+        .unwrap();
+    let page = site.get("/submissions/1", &cookie).await.body;
+    assert!(page.contains("id=\"late\"><span class=\"late\">late by 2 d 12 h, −30 %"));
+    assert!(page.contains("id=\"score\">2/3</p>"), "{page}");
+    assert!(page.contains("0/3 before the late penalty, 2/3 after it."));
+    // The list and the best score count the score after the penalty, as /api/me does.
+    let dashboard = site.get("/dashboard", &cookie).await.body;
+    assert!(dashboard.contains("id=\"best\">2/3</span>"), "{dashboard}");
+}
+
+#[tokio::test]
+async fn without_a_deadline_the_dashboard_says_so_and_nothing_is_late() {
+    let site = Site::new().await;
+    let cookie = site.log_in("s1").await;
+    let dashboard = site.get("/dashboard", &cookie).await.body;
+    assert!(dashboard.contains("id=\"deadline\">no deadline"));
+    site.upload(&cookie, Some(&csrf_of(&dashboard))).await;
+    let dashboard = site.get("/dashboard", &cookie).await.body;
+    assert!(dashboard.contains("<td>on time</td>"), "{dashboard}");
+}
+
+#[tokio::test]
+async fn the_gradebook_shows_the_policy_late_marks_and_counts_and_its_rows_are_the_csvs() {
+    const DAY_MS: i64 = 86_400_000;
+    let site = Site::with_policy(server::policy::Policy {
+        deadline: Some(db::now_ms() - DAY_MS / 2),
+        late_penalty_per_day: 10,
+        ..common::open_policy()
+    })
+    .await;
+    let student = site.log_in("s1").await;
+    let csrf = csrf_of(&site.get("/dashboard", &student).await.body);
+    site.upload(&student, Some(&csrf)).await;
+    site.upload(&student, Some(&csrf)).await;
+    store_build_failed(&site).await;
+
+    let teacher = site.log_in("t1").await;
+    let page = site.get("/gradebook", &teacher).await.body;
+    assert!(
+        page.contains("<strong>best</strong> submission counts"),
+        "{page}"
+    );
+    assert!(page.contains("href=\"/api/gradebook.csv\""));
+    assert!(
+        page.contains("late by 12 h 0 min, −10 % (from 0)"),
+        "{page}"
+    );
+    assert!(page.contains("2 <span class=\"late\">(2 late)</span>"));
+    // Every row of the CSV is on the page, with the same counted score.
+    let request = Request::get("/api/gradebook.csv")
+        .header(header::COOKIE, format!("rg_session={teacher}"))
+        .body(Body::empty())
+        .unwrap();
+    let csv = site.send(request).await.body;
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let (id, final_score, max) = (row[0], row[10], row[11]);
+        let at = page.find(&format!("data-id=\"{id}\"")).expect(id);
+        let shown = if final_score.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{final_score}/{max}")
+        };
+        let line = &page[at..at + page[at..].find("</tr>").unwrap()];
+        assert!(
+            line.contains(&format!(">{shown}<")),
+            "{id}: {shown} in {line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn regrade_buttons_need_the_csrf_token_and_lead_to_the_regrades_progress() {
+    let site = Site::new().await;
+    let student = site.log_in("s1").await;
+    let csrf = csrf_of(&site.get("/dashboard", &student).await.body);
+    site.upload(&student, Some(&csrf)).await;
+    // The upload's own grading is over (no workers here).
+    let db = &site.server.state().db;
+    sqlx::query("UPDATE jobs SET state = 'done'")
+        .execute(db)
+        .await
+        .unwrap();
+
+    let teacher = site.log_in("t1").await;
+    let drill_down = site.get("/submissions/1", &teacher).await.body;
+    assert!(drill_down.contains("name=\"submission\" value=\"1\""));
+    assert!(site
+        .get("/students/s1", &teacher)
+        .await
+        .body
+        .contains("name=\"person\" value=\"s1\""));
+    let book = site.get("/gradebook", &teacher).await.body;
+    assert!(book.contains("name=\"all\" value=\"true\""));
+    let csrf = csrf_of(&book);
+
+    let forged = site
+        .post_form("/regrades", Some(&teacher), "submission=1")
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let by_student = site
+        .post_form(
+            "/regrades",
+            Some(&student),
+            &format!(
+                "csrf={}&submission=1",
+                csrf_of(&site.get("/dashboard", &student).await.body)
+            ),
+        )
+        .await;
+    assert_eq!(by_student.status, StatusCode::FORBIDDEN);
+    assert_eq!(site.count("SELECT COUNT(*) FROM regrades").await, 0);
+
+    let sent = site
+        .post_form(
+            "/regrades",
+            Some(&teacher),
+            &format!("csrf={csrf}&submission=1"),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    assert_eq!(sent.location(), "/regrades/1");
+    let progress = site.get("/regrades/1", &teacher).await.body;
+    assert!(progress.contains("0 of 1 graded, 1 waiting."), "{progress}");
+    assert!(progress.contains("http-equiv=\"refresh\""));
+    sqlx::query("UPDATE jobs SET state = 'done' WHERE regrade_id = 1")
+        .execute(db)
+        .await
+        .unwrap();
+    let progress = site.get("/regrades/1", &teacher).await.body;
+    assert!(progress.contains("Finished: 1 of 1 graded."), "{progress}");
+    assert!(!progress.contains("http-equiv=\"refresh\""));
+
+    for form in [
+        format!("csrf={csrf}&person=s1"),
+        format!("csrf={csrf}&all=true"),
+    ] {
+        let sent = site.post_form("/regrades", Some(&teacher), &form).await;
+        assert_eq!(sent.status, StatusCode::SEE_OTHER, "{form}: {}", sent.body);
+    }
+    assert_eq!(site.count("SELECT COUNT(*) FROM regrades").await, 3);
+    assert_eq!(
+        site.get("/regrades/1", &student).await.status,
+        StatusCode::FORBIDDEN
+    );
 }

@@ -42,9 +42,11 @@ pub struct Cache {
     building: tokio::sync::Mutex<()>,
 }
 
+/// A gradebook built, with its JSON.
 #[derive(Debug)]
-struct Built {
-    book: Book,
+pub struct Built {
+    /// The gradebook (the pages show it).
+    pub book: Book,
     json: Bytes,
 }
 
@@ -76,42 +78,57 @@ struct Row {
 
 /// The submission that counts for a student.
 #[derive(Debug, Serialize)]
-struct Counted {
-    id: i64,
-    status: String,
+pub struct Counted {
+    /// The submission's id.
+    pub id: i64,
+    /// Its status.
+    pub status: String,
     /// Points before the late penalty.
-    score: Option<i64>,
-    penalty_pct: i64,
+    pub score: Option<i64>,
+    /// The late penalty, in percent.
+    pub penalty_pct: i64,
     /// Points after it: what counts.
-    final_score: Option<i64>,
-    max_score: Option<i64>,
-    late: bool,
-    late_ms: Option<i64>,
+    pub final_score: Option<i64>,
+    /// Points possible.
+    pub max_score: Option<i64>,
+    /// Whether it came after the deadline.
+    pub late: bool,
+    /// How late (ms).
+    pub late_ms: Option<i64>,
     /// Points per rubric category (before the penalty).
-    categories: BTreeMap<String, i64>,
+    pub categories: BTreeMap<String, i64>,
 }
 
 /// One student's line.
 #[derive(Debug, Serialize)]
-struct Line {
-    id: String,
-    name: String,
-    email: String,
-    submissions: i64,
-    late_submissions: i64,
+pub struct Line {
+    /// Roster id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+    /// Submissions in all.
+    pub submissions: i64,
+    /// Of which late.
+    pub late_submissions: i64,
     /// Their own deadline, when an extension was granted.
-    extension: Option<String>,
-    counted: Option<Counted>,
+    pub extension: Option<String>,
+    /// The submission that counts, if one was scored.
+    pub counted: Option<Counted>,
 }
 
 /// The whole gradebook.
 #[derive(Debug, Serialize)]
-struct Book {
-    policy: &'static str,
-    deadline: Option<String>,
+pub struct Book {
+    /// Which submission counts: `best` or `latest`.
+    pub policy: &'static str,
+    /// The course's deadline (RFC 3339).
+    pub deadline: Option<String>,
     /// Every category that appears in a counted submission, sorted: the CSV's last columns.
-    categories: Vec<String>,
-    students: Vec<Line>,
+    pub categories: Vec<String>,
+    /// One line per student, by id.
+    pub students: Vec<Line>,
 }
 
 /// The counted submission per student, by policy: `?1` is 1 for best, 0 for latest. Scored means a
@@ -138,8 +155,8 @@ LEFT JOIN extensions e ON e.person_id = p.id
 WHERE p.role = 'student'
 ORDER BY p.id";
 
-/// The gradebook, built again only when its key changed.
-async fn built(state: &AppState, caller: &Caller) -> Result<Arc<Built>, AppError> {
+/// The gradebook, built again only when its key changed (403 for students).
+pub async fn built(state: &AppState, caller: &Caller) -> Result<Arc<Built>, AppError> {
     if !caller.is_instructor() {
         return Err(AppError::Forbidden);
     }

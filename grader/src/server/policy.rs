@@ -135,7 +135,7 @@ impl Policy {
     }
 
     /// The rate limit in words.
-    fn describe_limit(&self) -> String {
+    pub fn describe_limit(&self) -> String {
         let mut parts = Vec::new();
         if !self.min_interval.is_zero() {
             parts.push(format!("1 upload per {} s", self.min_interval.as_secs()));

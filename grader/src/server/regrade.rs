@@ -7,7 +7,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 
 use super::auth::Caller;
 use super::db::{now_ms, write};
@@ -43,25 +44,56 @@ macro_rules! in_scope {
 
 const HOW: &str = "send one of {\"submission\": ID}, {\"person\": ID} or {\"all\": true}";
 
-/// Queues a regrade of every submission in scope that is not already waiting for a grading.
-async fn request(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Result<Json<Scope>, JsonRejection>,
-) -> Result<Response, AppError> {
-    if !caller.is_instructor() {
-        return Err(AppError::Forbidden);
+/// What a regrade covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One submission.
+    Submission(i64),
+    /// Every submission of one person.
+    Person(String),
+    /// Every submission.
+    All,
+}
+
+impl Target {
+    /// The target a request names with exactly one of its three fields (`None` otherwise).
+    pub fn of(submission: Option<i64>, person: Option<String>, all: bool) -> Option<Target> {
+        match (submission, person, all) {
+            (Some(id), None, false) => Some(Target::Submission(id)),
+            (None, Some(p), false) => Some(Target::Person(p)),
+            (None, None, true) => Some(Target::All),
+            _ => None,
+        }
     }
+}
+
+/// A regrade just requested.
+#[derive(Debug)]
+pub struct Queued {
+    /// Its id (for [`progress_of`]).
+    pub id: i64,
+    /// Its scope in words (`submission 3`, `person s1`, `all`).
+    pub scope: String,
+    /// Gradings queued.
+    pub queued: i64,
+    /// Submissions in scope already waiting for a grading.
+    pub skipped: i64,
+}
+
+/// Queues, for `requested_by`, a regrade of every submission in `target` that is not already
+/// waiting for a grading (404 when a submission or person has none).
+pub async fn queue(
+    state: &AppState,
+    requested_by: &str,
+    target: Target,
+) -> Result<Queued, AppError> {
     if !state.accepting() {
         return Err(AppError::ShuttingDown);
     }
-    let Json(scope) =
-        body.map_err(|e| AppError::BadRequest(format!("{}; {HOW}", e.body_text())))?;
-    let (kind, value) = match (scope.submission, scope.person, scope.all) {
-        (Some(id), None, false) => ("submission", id.to_string()),
-        (None, Some(p), false) => ("person", p),
-        (None, None, true) => ("all", String::new()),
-        _ => return Err(AppError::BadRequest(HOW.into())),
+    let (kind, value) = match target {
+        Target::Submission(id) => ("submission", id.to_string()),
+        Target::Person(p) => ("person", p),
+        Target::All => ("all", String::new()),
     };
     let described = format!("{kind} {value}").trim_end().to_string();
     let now = now_ms();
@@ -80,7 +112,7 @@ async fn request(
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO regrades (requested_by, scope, created_at) VALUES (?, ?, ?) RETURNING id",
     )
-    .bind(&caller.id)
+    .bind(requested_by)
     .bind(&described)
     .bind(now)
     .fetch_one(&mut *tx)
@@ -102,16 +134,42 @@ async fn request(
     .rows_affected();
     tx.commit().await?;
     state.wake.notify_waiters();
-    let location = format!("/api/regrades/{id}");
+    let queued = i64::try_from(queued).unwrap_or(i64::MAX);
+    Ok(Queued {
+        id,
+        scope: described,
+        queued,
+        // Already waiting for a grading, which will use the current hidden tests anyway.
+        skipped: in_scope - queued,
+    })
+}
+
+/// Queues a regrade of every submission in scope that is not already waiting for a grading.
+async fn request(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<Scope>, JsonRejection>,
+) -> Result<Response, AppError> {
+    if !caller.is_instructor() {
+        return Err(AppError::Forbidden);
+    }
+    if !state.accepting() {
+        return Err(AppError::ShuttingDown);
+    }
+    let Json(scope) =
+        body.map_err(|e| AppError::BadRequest(format!("{}; {HOW}", e.body_text())))?;
+    let target = Target::of(scope.submission, scope.person, scope.all)
+        .ok_or_else(|| AppError::BadRequest(HOW.into()))?;
+    let queued = queue(&state, &caller.id, target).await?;
+    let location = format!("/api/regrades/{}", queued.id);
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location.clone())],
         Json(json!({
-            "id": id,
-            "scope": described,
-            "queued": queued,
-            // Already waiting for a grading, which will use the current hidden tests anyway.
-            "skipped": in_scope - i64::try_from(queued).unwrap_or(0),
+            "id": queued.id,
+            "scope": queued.scope,
+            "queued": queued.queued,
+            "skipped": queued.skipped,
             "urls": {"self": location},
         })),
     )
@@ -119,21 +177,38 @@ async fn request(
 }
 
 /// How far a regrade got.
-async fn progress(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    if !caller.is_instructor() {
-        return Err(AppError::Forbidden);
-    }
-    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+#[derive(Debug, Serialize)]
+pub struct Progress {
+    /// The regrade's id.
+    pub id: i64,
+    /// Its scope in words.
+    pub scope: String,
+    /// Who asked for it.
+    pub requested_by: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+    /// Gradings it queued.
+    pub total: i64,
+    /// Still waiting.
+    pub queued: i64,
+    /// Being graded.
+    pub running: i64,
+    /// Graded.
+    pub done: i64,
+    /// Failed.
+    pub error: i64,
+    /// Nothing left to do.
+    pub finished: bool,
+}
+
+/// The progress of regrade `id` (404 when there is none).
+pub async fn progress_of(state: &AppState, id: i64) -> Result<Progress, AppError> {
     let head: Option<(String, String, i64)> =
         sqlx::query_as("SELECT requested_by, scope, created_at FROM regrades WHERE id = ?")
             .bind(id)
             .fetch_optional(&state.db)
             .await?;
-    let (by, scope, created_at) = head.ok_or(AppError::NotFound)?;
+    let (requested_by, scope, created_at) = head.ok_or(AppError::NotFound)?;
     let (total, queued, running, done, error): (i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'running'), 0), \
          COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state = 'error'), 0) \
@@ -142,16 +217,29 @@ async fn progress(
     .bind(id)
     .fetch_one(&state.db)
     .await?;
-    Ok(Json(json!({
-        "id": id,
-        "scope": scope,
-        "requested_by": by,
-        "created_at": format_ms(created_at),
-        "total": total,
-        "queued": queued,
-        "running": running,
-        "done": done,
-        "error": error,
-        "finished": queued + running == 0,
-    })))
+    Ok(Progress {
+        id,
+        scope,
+        requested_by,
+        created_at: format_ms(created_at),
+        total,
+        queued,
+        running,
+        done,
+        error,
+        finished: queued + running == 0,
+    })
+}
+
+/// `GET /api/regrades/{id}`: how far a regrade got.
+async fn progress(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Progress>, AppError> {
+    if !caller.is_instructor() {
+        return Err(AppError::Forbidden);
+    }
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+    Ok(Json(progress_of(&state, id).await?))
 }

@@ -1,8 +1,7 @@
-//! The instructors' gradebook page: every student by category (of their best submission), best
-//! and latest total, submission counts; filtered by name on the server (`?q=`), sorted and
-//! filtered in place by the script.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! The instructors' gradebook page: the server's gradebook (the same rows as its CSV) with every
+//! student's counted submission (best or latest, per the policy), its late mark and points per
+//! category, and submission counts; filtered by name on the server (`?q=`), sorted and filtered in
+//! place by the script.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -12,9 +11,8 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use super::{page, status_label, Layout, LoggedIn, PageError};
-use crate::engine::report::CategoryScore;
-use crate::server::error::AppError;
+use super::{late_mark, page, Layout, LoggedIn, PageError, Stamp};
+use crate::server::gradebook::{built, Line as BookLine};
 use crate::server::AppState;
 
 /// The gradebook page's route.
@@ -22,36 +20,20 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/gradebook", get(gradebook))
 }
 
-/// One student's row as read: the best submission (highest score, then newest) gives the
-/// categories.
-#[derive(sqlx::FromRow)]
-struct Row {
-    id: String,
-    name: String,
-    submissions: i64,
-    latest_id: Option<i64>,
-    latest_status: Option<String>,
-    latest_score: Option<i64>,
-    best_id: Option<i64>,
-    best_score: Option<i64>,
-    max_score: Option<i64>,
-    categories: Option<String>,
-}
-
 /// A cell with a number to sort by.
 pub struct Cell {
-    /// As shown (`13/13`, or `–`).
+    /// As shown (`13`, `87/100`, or `–`).
     pub shown: String,
     /// Sort key (-1 when empty, so that empty cells sort below zero).
     pub key: i64,
 }
 
 impl Cell {
-    fn of(score: Option<i64>, max: Option<i64>) -> Cell {
-        match score {
-            Some(s) => Cell {
-                shown: format!("{s}/{}", max.unwrap_or(0)),
-                key: s,
+    fn of(value: Option<i64>, shown: impl FnOnce(i64) -> String) -> Cell {
+        match value {
+            Some(v) => Cell {
+                shown: shown(v),
+                key: v,
             },
             None => Cell {
                 shown: "–".into(),
@@ -67,25 +49,58 @@ pub struct Line {
     pub id: String,
     /// Name.
     pub name: String,
+    /// The counted submission, if one was scored.
+    pub counted_id: Option<i64>,
+    /// Its score after the late penalty.
+    pub score: Cell,
+    /// Its late mark, with the score before the penalty.
+    pub late: Option<String>,
+    /// Submissions in all, and how many came late.
+    pub submissions: i64,
+    /// Of which late.
+    pub late_submissions: i64,
     /// Per category, in the page's column order.
     pub categories: Vec<Cell>,
-    /// Best total and its submission.
-    pub best: Cell,
-    /// The best submission.
-    pub best_id: Option<i64>,
-    /// Latest total.
-    pub latest: Cell,
-    /// The latest submission.
-    pub latest_id: Option<i64>,
-    /// Submission count.
-    pub submissions: i64,
+}
+
+impl Line {
+    fn of(line: &BookLine, columns: &[String]) -> Line {
+        let c = line.counted.as_ref();
+        Line {
+            id: line.id.clone(),
+            name: line.name.clone(),
+            counted_id: c.map(|c| c.id),
+            score: Cell::of(c.and_then(|c| c.final_score), |s| {
+                format!("{s}/{}", c.and_then(|c| c.max_score).unwrap_or(0))
+            }),
+            late: c.and_then(|c| {
+                late_mark(c.late_ms, c.penalty_pct)
+                    .map(|mark| format!("{mark} (from {})", c.score.unwrap_or(0)))
+            }),
+            submissions: line.submissions,
+            late_submissions: line.late_submissions,
+            categories: columns
+                .iter()
+                .map(|name| {
+                    Cell::of(c.and_then(|c| c.categories.get(name).copied()), |p| {
+                        p.to_string()
+                    })
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Template)]
 #[template(path = "gradebook.html")]
 struct GradebookPage {
     layout: Layout,
+    csrf: String,
     q: String,
+    /// `best` or `latest`.
+    policy: &'static str,
+    /// The course's deadline, as shown.
+    deadline: Option<Stamp>,
     /// The categories' names in words (`missed wake`), so that headings can wrap.
     headings: Vec<String>,
     lines: Vec<Line>,
@@ -105,83 +120,34 @@ async fn gradebook(
     session: LoggedIn,
     Query(filter): Query<Filter>,
 ) -> Result<Response, PageError> {
-    if !session.0.caller.is_instructor() {
-        return Err(AppError::Forbidden.into());
-    }
+    let built = built(&state, &session.0.caller).await?;
+    let book = &built.book;
     let q = filter.q.trim().to_string();
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT p.id, p.name, \
-           (SELECT COUNT(*) FROM submissions s WHERE s.person_id = p.id) AS submissions, \
-           l.id AS latest_id, l.status AS latest_status, \
-           CASE WHEN l.status IN ('graded', 'rejected', 'build_failed') THEN l.score END \
-             AS latest_score, \
-           b.id AS best_id, b.score AS best_score, COALESCE(b.max_score, l.max_score) AS max_score, \
-           json_extract(b.report, '$.categories') AS categories \
-         FROM people p \
-         LEFT JOIN submissions l ON l.id = \
-           (SELECT MAX(s.id) FROM submissions s WHERE s.person_id = p.id) \
-         LEFT JOIN submissions b ON b.id = \
-           (SELECT s.id FROM submissions s WHERE s.person_id = p.id \
-              AND s.status IN ('graded', 'rejected', 'build_failed') \
-            ORDER BY s.score DESC, s.id DESC LIMIT 1) \
-         WHERE p.role = 'student' AND (? = '' OR instr(lower(p.name), lower(?)) > 0 \
-           OR instr(lower(p.id), lower(?)) > 0) \
-         ORDER BY p.name, p.id",
-    )
-    .bind(&q)
-    .bind(&q)
-    .bind(&q)
-    .fetch_all(&state.db)
-    .await?;
-    let parsed: Vec<BTreeMap<String, CategoryScore>> = rows
+    let wanted = q.to_lowercase();
+    let lines = book
+        .students
         .iter()
-        .map(|r| {
-            r.categories
-                .as_deref()
-                .and_then(|c| serde_json::from_str(c).ok())
-                .unwrap_or_default()
+        .filter(|l| {
+            wanted.is_empty()
+                || l.name.to_lowercase().contains(&wanted)
+                || l.id.to_lowercase().contains(&wanted)
         })
-        .collect();
-    let columns: Vec<String> = parsed
-        .iter()
-        .flat_map(|c| c.keys().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let lines = rows
-        .into_iter()
-        .zip(parsed)
-        .map(|(r, cats)| Line {
-            categories: columns
-                .iter()
-                .map(|c| match cats.get(c) {
-                    Some(s) => Cell::of(Some(s.score.into()), Some(s.max_score.into())),
-                    None => Cell::of(None, None),
-                })
-                .collect(),
-            best: Cell::of(r.best_score, r.max_score),
-            // Without a score yet (queued, grading, failed), the latest says what it is.
-            latest: match (r.latest_score, r.latest_status.as_deref()) {
-                (None, Some(status)) => Cell {
-                    shown: status_label(status).into(),
-                    key: -1,
-                },
-                _ => Cell::of(r.latest_score, r.max_score),
-            },
-            id: r.id,
-            name: r.name,
-            best_id: r.best_id,
-            latest_id: r.latest_id,
-            submissions: r.submissions,
-        })
+        .map(|l| Line::of(l, &book.categories))
         .collect::<Vec<_>>();
     page(
         StatusCode::OK,
         &GradebookPage {
             layout: Layout::of(&state, &session.0).await?,
+            csrf: session.0.csrf.clone(),
             total_submissions: lines.iter().map(|l| l.submissions).sum(),
             q,
-            headings: columns.iter().map(|c| c.replace('_', " ")).collect(),
+            policy: book.policy,
+            deadline: state.policy.deadline.map(Stamp::of),
+            headings: book
+                .categories
+                .iter()
+                .map(|c| c.replace('_', " "))
+                .collect(),
             lines,
         },
     )

@@ -3,6 +3,7 @@
 //! lines of JavaScript (`static/app.js`) only add drag and drop, live updates, sorting and filtering.
 
 mod gradebook;
+mod regrade;
 mod student;
 mod submission;
 
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .merge(student::router())
         .merge(submission::router())
         .merge(gradebook::router())
+        .merge(regrade::router())
 }
 
 /// The stylesheet and the script, compiled into the binary: name, body, content type.
@@ -164,6 +166,7 @@ impl IntoResponse for PageError {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::FORBIDDEN => "Not allowed",
             StatusCode::PAYLOAD_TOO_LARGE => "Upload too large",
+            StatusCode::TOO_MANY_REQUESTS => "Too many uploads",
             StatusCode::BAD_REQUEST => "Bad request",
             StatusCode::SERVICE_UNAVAILABLE => "Unavailable",
             _ => "Server error",
@@ -346,6 +349,23 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A span of time in words, to the minute (`2 d 3 h`, `3 h 5 min`, `4 min`, `less than a minute`).
+pub fn span(ms: i64) -> String {
+    let minutes = ms.max(0) / 60_000;
+    let (d, h, m) = (minutes / 1440, minutes % 1440 / 60, minutes % 60);
+    match (d, h, m) {
+        (0, 0, 0) => "less than a minute".into(),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, h, _) => format!("{d} d {h} h"),
+    }
+}
+
+/// A submission's late mark: how late it came and the penalty it earned (`None` when on time).
+pub fn late_mark(late_ms: Option<i64>, penalty_pct: i64) -> Option<String> {
+    late_ms.map(|ms| format!("late by {}, −{penalty_pct} %", span(ms)))
 }
 
 /// A submission's status in words.

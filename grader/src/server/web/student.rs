@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::{page, scored, status_label, Layout, LoggedIn, PageError, Stamp};
+use super::{late_mark, page, scored, span, status_label, Layout, LoggedIn, PageError, Stamp};
 use crate::server::api::accept_upload;
+use crate::server::db::now_ms;
 use crate::server::error::AppError;
 use crate::server::AppState;
 
@@ -41,6 +42,8 @@ pub struct Line {
     /// `87/100`, when it has a score.
     pub score: Option<String>,
     score_value: Option<i64>,
+    /// Its late mark (how late, the penalty), when it came after the deadline.
+    pub late: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -51,12 +54,17 @@ struct Brief {
     status: String,
     score: Option<i64>,
     max_score: Option<i64>,
+    late_ms: Option<i64>,
+    penalty_pct: i64,
 }
 
 /// Every submission of `person_id`, newest first.
 async fn lines(state: &AppState, person_id: &str) -> Result<Vec<Line>, AppError> {
     let rows: Vec<Brief> = sqlx::query_as(
-        "SELECT id, created_at, file_name, status, score, max_score FROM submissions \
+        // The score after the late penalty, as /api/me counts it (the same before, if none).
+        "SELECT id, created_at, file_name, status, COALESCE(final_score, score) AS score, \
+         max_score, late_ms, penalty_pct \
+         FROM submissions \
          WHERE person_id = ? ORDER BY id DESC",
     )
     .bind(person_id)
@@ -71,6 +79,7 @@ async fn lines(state: &AppState, person_id: &str) -> Result<Vec<Line>, AppError>
                 when: Stamp::of(r.created_at),
                 score: score.map(|s| format!("{s}/{}", r.max_score.unwrap_or(0))),
                 score_value: score,
+                late: late_mark(r.late_ms, r.penalty_pct),
                 status_label: status_label(&r.status),
                 status: r.status,
                 file_name: r.file_name,
@@ -99,6 +108,26 @@ struct Dashboard {
     rows: Vec<Line>,
     best: Option<String>,
     latest: Option<String>,
+    quota: QuotaView,
+    deadline: DeadlineView,
+}
+
+/// The rate limit as the dashboard states it.
+struct QuotaView {
+    /// The limit in words (`1 upload per 30 s, 30 per day`).
+    limit: String,
+    /// Uploads left in the last 24 hours' window, when there is a daily limit.
+    left_today: Option<i64>,
+    /// When the next upload is allowed, if not now, and how long that is from now.
+    next_at: Option<(Stamp, String)>,
+}
+
+/// The deadline that applies to the student, as the dashboard states it.
+struct DeadlineView {
+    at: Option<Stamp>,
+    /// `2 d 3 h left`, or `passed 4 h ago`.
+    remaining: String,
+    penalty_per_day: u32,
 }
 
 /// A size in words (`1 MiB`, `512 KiB`, `300 bytes`).
@@ -117,11 +146,43 @@ async fn dashboard(
     State(state): State<AppState>,
     session: LoggedIn,
 ) -> Result<Response, PageError> {
-    let rows = lines(&state, &session.0.caller.id).await?;
+    let caller = &session.0.caller;
+    let rows = lines(&state, &caller.id).await?;
     let (best, latest) = best_and_latest(&rows);
+    let policy = &state.policy;
+    let now = now_ms();
+    let mut conn = state.db.acquire().await?;
+    let quota = policy.quota(&mut conn, &caller.id, now).await?;
+    let deadline = policy.deadline_for(&mut conn, &caller.id).await?;
+    drop(conn);
+    let limited = !caller.is_instructor();
+    let quota = QuotaView {
+        limit: if limited {
+            policy.describe_limit()
+        } else {
+            String::new()
+        },
+        left_today: (limited && policy.per_day > 0)
+            .then(|| (i64::from(policy.per_day) - quota.used_today).max(0)),
+        next_at: quota
+            .next_at
+            .filter(|_| limited)
+            .map(|at| (Stamp::of(at), span(at - now))),
+    };
+    let deadline = DeadlineView {
+        at: deadline.map(Stamp::of),
+        remaining: match deadline {
+            Some(d) if d >= now => format!("{} left", span(d - now)),
+            Some(d) => format!("passed {} ago", span(now - d)),
+            None => String::new(),
+        },
+        penalty_per_day: policy.late_penalty_per_day,
+    };
     page(
         StatusCode::OK,
         &Dashboard {
+            quota,
+            deadline,
             layout: Layout::of(&state, &session.0).await?,
             csrf: session.0.csrf.clone(),
             limit: size(state.upload_limit),
@@ -159,6 +220,7 @@ async fn upload(
 #[template(path = "student.html")]
 struct StudentPage {
     layout: Layout,
+    csrf: String,
     id: String,
     name: String,
     email: String,
@@ -188,6 +250,7 @@ async fn student(
         StatusCode::OK,
         &StudentPage {
             layout: Layout::of(&state, &session.0).await?,
+            csrf: session.0.csrf.clone(),
             id,
             name,
             email,

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use super::{page, status_label, Layout, LoggedIn, PageError, Stamp};
+use super::{late_mark, page, status_label, Layout, LoggedIn, PageError, Stamp};
 use crate::engine::archive;
 use crate::engine::report::{Diagnostic, IgnoredFile, Outcome, Report, TestResult};
 use crate::server::api::{visible, Row, ERROR_FOR_STUDENT};
@@ -177,6 +177,10 @@ struct SubmissionPage {
     files: Vec<SourceFile>,
     /// An instructor looking at the student's view (`?view=student`).
     as_student: bool,
+    /// Its late mark (how late, the penalty), when it came after the deadline.
+    late: Option<String>,
+    /// The score after the late penalty, when one applies.
+    penalised: Option<i64>,
 }
 
 /// `?view=student`: an instructor sees the page as its student does.
@@ -320,6 +324,8 @@ async fn show(
             report,
             files: shown_files,
             as_student,
+            late: late_mark(row.late_ms, row.penalty_pct),
+            penalised: row.final_score.filter(|_| row.penalty_pct > 0),
             file_name: row.file_name,
             status: row.status,
         },
