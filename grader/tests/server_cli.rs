@@ -1,7 +1,8 @@
 //! `grader roster` and `grader serve` through the real binary: tokens printed once, re-imports
 //! that change nobody's token, `roster token` revoking the old one, `roster extend`, a roster mistake named with
 //! exit 2 (no hidden tests are needed for these), and a server killed with SIGKILL mid-grading that
-//! grades the upload after a restart, then exits 0 on SIGTERM.
+//! grades the upload after a restart, then exits 0 on SIGTERM; and the README's own `curl` lines,
+//! run as written, read 100/100 in the report, the gradebook and its CSV.
 
 mod common;
 
@@ -179,4 +180,127 @@ async fn a_server_killed_mid_grading_grades_the_upload_after_a_restart_and_stops
     kill(Pid::from_raw(second.id() as i32), Signal::SIGTERM).unwrap();
     let status = second.wait().unwrap();
     assert_eq!(status.code(), Some(0), "SIGTERM ends the server cleanly");
+}
+
+/// The README's `curl` lines, as written there (its host replaced by the test server's).
+fn readme_curl_lines(addr: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    readme
+        .lines()
+        .filter(|l| l.starts_with("curl ") && l.contains("http://127.0.0.1:8080/api/"))
+        .map(|l| l.replace("http://127.0.0.1:8080", &format!("http://{addr}")))
+        .collect()
+}
+
+/// Runs one README line in `dir` through the shell, with the tokens in the environment.
+fn run_line(dir: &Path, line: &str, tokens: &[(&str, &str)]) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .current_dir(dir)
+        .envs(tokens.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{line}: {out:?}");
+    stdout(&out)
+}
+
+#[test]
+fn the_readme_walkthrough_with_curl_reads_100_in_the_report_the_gradebook_and_its_csv() {
+    let have_curl = Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !common::require(have_curl, "curl") {
+        return;
+    }
+    let dir = common::data_dir_sharing_the_caches();
+    let csv = dir.path().join("roster.csv");
+    std::fs::write(
+        &csv,
+        "id,name,email,role\ns1,Ann,ann@example.org,student\nt1,Tess,t@example.org,instructor\n",
+    )
+    .unwrap();
+    let imported = stdout(&grader(
+        dir.path(),
+        &["roster", "import", csv.to_str().unwrap()],
+    ));
+    let token_of = |id: &str| {
+        imported
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{id}\t")))
+            .unwrap()
+            .to_string()
+    };
+    let (student, instructor) = (token_of("s1"), token_of("t1"));
+    let tokens = [
+        ("TOKEN", student.as_str()),
+        ("INSTRUCTOR_TOKEN", instructor.as_str()),
+    ];
+    let (server, addr) = common::serve(dir.path());
+    let mut server = StopOnDrop(Some(server));
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("02_runtime.tar.gz"),
+        common::reference_archive(),
+    )
+    .unwrap();
+    let lines = readme_curl_lines(&addr);
+    let line = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("the README has no curl line with {needle}: {lines:?}"))
+            .clone()
+    };
+
+    let accepted: serde_json::Value =
+        serde_json::from_str(&run_line(work.path(), &line("-F file=@"), &tokens)).unwrap();
+    assert_eq!(accepted["id"], 1, "{accepted}");
+    // The events end by themselves once the grading is done: `curl -N` returns.
+    let events = run_line(work.path(), &line("/events"), &tokens);
+    // (`queued` may be over before the stream starts: it begins with the current state.)
+    for step in ["event: building", "event: testing", "event: done"] {
+        assert!(events.contains(step), "no {step} in {events}");
+    }
+    let report: serde_json::Value = serde_json::from_str(&run_line(
+        work.path(),
+        &line("/api/submissions/1 "),
+        &tokens,
+    ))
+    .unwrap();
+    assert_eq!(
+        (report["status"].as_str(), report["score"].as_i64()),
+        (Some("graded"), Some(100)),
+        "{report}"
+    );
+    let gradebook: serde_json::Value =
+        serde_json::from_str(&run_line(work.path(), &line("/api/gradebook "), &tokens)).unwrap();
+    assert!(gradebook.to_string().contains("\"s1\""), "{gradebook}");
+    assert!(
+        gradebook.to_string().contains("\"final_score\":100"),
+        "{gradebook}"
+    );
+    let csv = run_line(work.path(), &line("/api/gradebook.csv"), &tokens);
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("s1,"))
+        .unwrap_or_else(|| panic!("no row of s1 in {csv}"));
+    assert!(row.split(',').any(|cell| cell == "100"), "{row}");
+
+    let mut server = server.0.take().unwrap();
+    kill(Pid::from_raw(server.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(server.wait().unwrap().code(), Some(0));
+}
+
+/// A server that a failing test must not leave running (it holds the test's output pipe).
+struct StopOnDrop(Option<std::process::Child>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
