@@ -329,26 +329,13 @@ impl Stamp {
     pub fn of(ms: i64) -> Stamp {
         let secs = ms.div_euclid(1000);
         let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        let (y, m, d) = civil_from_days(days);
+        let (y, m, d) = crate::server::time::civil_from_days(days);
         let (hh, mm, ss) = (rest / 3600, rest % 3600 / 60, rest % 60);
         Stamp {
             shown: format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC"),
             iso: format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
         }
     }
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// A span of time in words, to the minute (`2 d 3 h`, `3 h 5 min`, `4 min`, `less than a minute`).
