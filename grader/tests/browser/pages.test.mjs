@@ -91,7 +91,8 @@ before(async () => {
     ["--data-dir", dataDir, "--hidden-tests", path.join(repo, "hidden-tests"), "serve", "--bind", "127.0.0.1:0", "--workers", "1",
      // s2 uploads twice in a row: no minimum interval between uploads.
      "--min-interval-secs", "0"],
-    { stdio: ["ignore", "inherit", "pipe"] },
+    // Its request log would bury the test's own output: problems only, unless RUST_LOG says more.
+    { stdio: ["ignore", "inherit", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
   );
   base = await new Promise((resolve, reject) => {
     let seen = "";
