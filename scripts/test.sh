@@ -42,6 +42,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== preparing the grader (toolchain copy, vendored crates, warm build cache)"
 cargo run --locked --quiet -p grader -- setup --hidden-tests hidden-tests
 
+echo "== release build (the binary the course publishes; a test scans it for hidden tests)"
+cargo build --release --locked -p grader
+
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
 
