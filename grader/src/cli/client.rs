@@ -54,6 +54,10 @@ pub enum ClientError {
         /// The server's `error.message`.
         message: String,
     },
+    /// `grader status ID` for an id that is not one of the student's submissions (the server
+    /// answers 404 for another's as for none).
+    #[error("you have no submission #{0}: `grader history` lists yours")]
+    NoSuchSubmission(i64),
     /// The submission folder cannot be packed.
     #[error("{0}")]
     Pack(String),
@@ -390,7 +394,15 @@ impl Client {
     pub fn status(&self, id: Option<i64>, format: Format) -> Result<ExitCode, ClientError> {
         self.runtime.block_on(async {
             let id = match id {
-                Some(id) => id,
+                Some(id) => {
+                    return self.show(id, format).await.map_err(|e| match e {
+                        ClientError::Refused {
+                            status: StatusCode::NOT_FOUND,
+                            ..
+                        } => ClientError::NoSuchSubmission(id),
+                        e => e,
+                    })
+                }
                 None => {
                     let list = self.get_json("/api/submissions").await?;
                     let latest = list["submissions"]
