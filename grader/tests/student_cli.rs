@@ -89,7 +89,23 @@ impl Home {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let binary = self.path().join("bin/grader");
+        let mut command = self.as_student(self.path().join("bin/grader"));
+        command.args(args);
+        command
+    }
+
+    /// `script` run by `bash -e` as the student, in `dir` (below their home), as a terminal of
+    /// theirs would run it.
+    fn shell(&self, dir: &str, script: &str) -> Output {
+        let mut command = self.as_student("bash");
+        command
+            .args(["-e", "-c", script])
+            .current_dir(self.path().join(dir));
+        command.output().unwrap()
+    }
+
+    /// `program` as the student (see [`Home::grader`]), in their home.
+    fn as_student(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = if is_root() {
             let mut c = Command::new("setpriv");
             c.args([
@@ -98,17 +114,16 @@ impl Home {
                 "--clear-groups",
                 "--",
             ])
-            .arg(binary);
+            .arg(program);
             c
         } else {
-            Command::new(binary)
+            Command::new(program)
         };
         let path = format!(
             "{}:/usr/bin:/bin",
             common::data_dir().join("toolchain/bin").display()
         );
         command
-            .args(args)
             .current_dir(self.path())
             .env_clear()
             .env("HOME", self.path())
@@ -208,12 +223,16 @@ fn check_as_a_student_prepares_its_cache_once_and_exits_by_the_outcome() {
     }
 }
 
-/// Starts a roster of one student and a real server on the shared caches: (data folder, server,
-/// its URL, the student's token).
-fn server_with_a_student() -> (tempfile::TempDir, Child, String, String) {
+/// Starts a roster of two students and a real server on the shared caches: (data folder, server,
+/// its URL, the first student's token, the second's).
+fn server_with_two_students() -> (tempfile::TempDir, Child, String, String, String) {
     let data = common::data_dir_sharing_the_caches();
     let csv = data.path().join("roster.csv");
-    std::fs::write(&csv, "id,name,email,role\ns1,Ann,ann@example.org,student\n").unwrap();
+    std::fs::write(
+        &csv,
+        "id,name,email,role\ns1,Ann,ann@example.org,student\ns2,Bo,bo@example.org,student\n",
+    )
+    .unwrap();
     let imported = Command::new(env!("CARGO_BIN_EXE_grader"))
         .arg("--data-dir")
         .arg(data.path())
@@ -221,19 +240,18 @@ fn server_with_a_student() -> (tempfile::TempDir, Child, String, String) {
         .arg(&csv)
         .output()
         .unwrap();
-    let token = text(&imported.stdout)
-        .trim()
-        .split_once('\t')
-        .unwrap()
-        .1
-        .to_string();
+    let tokens: Vec<String> = text(&imported.stdout)
+        .lines()
+        .map(|line| line.split_once('\t').unwrap().1.to_string())
+        .collect();
+    let [first, second] = <[String; 2]>::try_from(tokens).unwrap();
     let (server, addr) = common::serve(data.path());
-    (data, server, format!("http://{addr}"), token)
+    (data, server, format!("http://{addr}"), first, second)
 }
 
 #[test]
 fn submit_status_and_history_against_a_real_server() {
-    let (_data, mut server, url, token) = server_with_a_student();
+    let (_data, mut server, url, token, _) = server_with_two_students();
     let home = Home::new();
 
     let login = home.grader(&["login", &url, &token]);
@@ -355,7 +373,7 @@ fn proxy_cutting_the_first_event_stream(
 
 #[test]
 fn a_dropped_event_stream_is_resumed_with_the_last_event_id() {
-    let (_data, mut server, url, token) = server_with_a_student();
+    let (_data, mut server, url, token, _) = server_with_two_students();
     let (proxy, sent) = proxy_cutting_the_first_event_stream(&url);
     let home = Home::new();
     let out = home.grader(&["submit", "reference", "--server", &proxy, "--token", &token]);
@@ -370,9 +388,9 @@ fn a_dropped_event_stream_is_resumed_with_the_last_event_id() {
     assert!(sent.contains("last-event-id:"), "{sent}");
 }
 
-/// A listener that answers every request with `response` (the server's rate-limit contract:
-/// 429, `Retry-After`, a JSON error), until dropped.
-fn answer_every_request_with(response: &'static str) -> String {
+/// A listener that answers every request with `response` (such as the server's rate-limit
+/// contract: 429, `Retry-After`, a JSON error), until dropped.
+fn answer_every_request_with(response: &'static [u8]) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -399,7 +417,7 @@ fn answer_every_request_with(response: &'static str) -> String {
                     Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = stream.write_all(response.as_bytes());
+            let _ = stream.write_all(response);
         }
     });
     url
@@ -416,7 +434,7 @@ fn a_rate_limit_says_when_to_try_again() {
         )
         .into_boxed_str(),
     );
-    let url = answer_every_request_with(response);
+    let url = answer_every_request_with(response.as_bytes());
     let home = Home::new();
     let out = home.grader(&["submit", "reference", "--server", &url, "--token", "rg_x"]);
     assert_exit(&out, 2);
@@ -424,6 +442,89 @@ fn a_rate_limit_says_when_to_try_again() {
     assert!(
         err.contains("too many submissions (429): one submission per 30 s; try again in 17 s"),
         "{err}"
+    );
+}
+
+/// The `sh` blocks of the handout's "Checking and submitting" section, in order.
+fn handout_blocks() -> Vec<String> {
+    let handout =
+        std::fs::read_to_string(common::repo().join("exercise-template/README.md")).unwrap();
+    let start = handout.find("## Checking and submitting").unwrap();
+    let end = start + handout[start..].find("### What is submitted").unwrap();
+    handout[start..end]
+        .split("```sh\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_handout_followed_word_for_word_installs_checks_and_submits() {
+    // The course page publishes the release binary; the course runs a server with two students.
+    let binary = std::fs::read(release_binary()).unwrap();
+    let mut page = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        binary.len()
+    )
+    .into_bytes();
+    page.extend(binary);
+    let course = answer_every_request_with(page.leak());
+    let (_data, mut server, url, token, other_token) = server_with_two_students();
+    let home = Home::new();
+
+    // One terminal session of the student: every block as written, but the placeholders; the
+    // crate is a finished one (the reference), and they `cd` into it after installing.
+    let mut session = String::new();
+    for block in handout_blocks() {
+        if block.starts_with("rustup ") {
+            // Needs rustup and the network, which the tests have neither of (tried by hand).
+            assert!(
+                block.contains("RUSTUP_TOOLCHAIN=1.95 grader check"),
+                "{block}"
+            );
+            continue;
+        }
+        // The upload by hand is the second student's: the first's rate limit is running.
+        let own = if block.contains("tar czf") {
+            &other_token
+        } else {
+            &token
+        };
+        session.push_str(
+            &block
+                .replace("https://<course-page>", &course)
+                .replace("https://<grader-host>", &url)
+                .replace("<your-token>", own),
+        );
+        if block.starts_with("mkdir -p ~/.local/bin") {
+            session.push_str("cd reference\n");
+        }
+    }
+    assert!(
+        !session.contains('<'),
+        "a placeholder the test does not know: {session}"
+    );
+    let out = home.shell(".", &session);
+    // The login saved above also serves the plain commands; an id that is not theirs is one line.
+    let unknown = home.grader(&["status", "12"]);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_exit(&out, 0);
+    let stdout = text(&out.stdout);
+    for expected in [
+        "grader 0.1.0\n",
+        "Score: 34/34",
+        "Submission #1: graded",
+        "Score: 100/100",
+        "#1 ",
+        "\"id\":2",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+    assert_exit(&unknown, 2);
+    assert_eq!(
+        text(&unknown.stderr).trim(),
+        "error: you have no submission #12: `grader history` lists yours"
     );
 }
 
