@@ -223,9 +223,20 @@ fn check_as_a_student_prepares_its_cache_once_and_exits_by_the_outcome() {
     }
 }
 
+/// A running `grader serve`, stopped when dropped: also when a test fails, whose orphaned server
+/// would otherwise keep running and hold the test run's output open.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts a roster of two students and a real server on the shared caches: (data folder, server,
 /// its URL, the first student's token, the second's).
-fn server_with_two_students() -> (tempfile::TempDir, Child, String, String, String) {
+fn server_with_two_students() -> (tempfile::TempDir, Server, String, String, String) {
     let data = common::data_dir_sharing_the_caches();
     let csv = data.path().join("roster.csv");
     std::fs::write(
@@ -246,12 +257,18 @@ fn server_with_two_students() -> (tempfile::TempDir, Child, String, String, Stri
         .collect();
     let [first, second] = <[String; 2]>::try_from(tokens).unwrap();
     let (server, addr) = common::serve(data.path());
-    (data, server, format!("http://{addr}"), first, second)
+    (
+        data,
+        Server(server),
+        format!("http://{addr}"),
+        first,
+        second,
+    )
 }
 
 #[test]
 fn submit_status_and_history_against_a_real_server() {
-    let (_data, mut server, url, token, _) = server_with_two_students();
+    let (_data, server, url, token, _) = server_with_two_students();
     let home = Home::new();
 
     let login = home.grader(&["login", &url, &token]);
@@ -299,8 +316,7 @@ fn submit_status_and_history_against_a_real_server() {
         "{err}"
     );
 
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     let down = home.grader(&["status", "--server", &url]);
     assert_exit(&down, 2);
     assert!(
@@ -373,12 +389,11 @@ fn proxy_cutting_the_first_event_stream(
 
 #[test]
 fn a_dropped_event_stream_is_resumed_with_the_last_event_id() {
-    let (_data, mut server, url, token, _) = server_with_two_students();
+    let (_data, server, url, token, _) = server_with_two_students();
     let (proxy, sent) = proxy_cutting_the_first_event_stream(&url);
     let home = Home::new();
     let out = home.grader(&["submit", "reference", "--server", &proxy, "--token", &token]);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     assert_exit(&out, 0);
     let err = text(&out.stderr);
     assert!(err.contains("connection dropped; resuming"), "{err}");
@@ -446,9 +461,7 @@ fn a_rate_limit_says_when_to_try_again() {
 }
 
 /// The `sh` blocks of the handout's "Checking and submitting" section, in order.
-fn handout_blocks() -> Vec<String> {
-    let handout =
-        std::fs::read_to_string(common::repo().join("exercise-template/README.md")).unwrap();
+fn handout_blocks(handout: &str) -> Vec<String> {
     let start = handout.find("## Checking and submitting").unwrap();
     let end = start + handout[start..].find("### What is submitted").unwrap();
     handout[start..end]
@@ -469,19 +482,30 @@ fn the_handout_followed_word_for_word_installs_checks_and_submits() {
     .into_bytes();
     page.extend(binary);
     let course = answer_every_request_with(page.leak());
-    let (_data, mut server, url, token, other_token) = server_with_two_students();
+    let (_data, server, url, token, other_token) = server_with_two_students();
     let home = Home::new();
 
     // One terminal session of the student: every block as written, but the placeholders; the
     // crate is a finished one (the reference), and they `cd` into it after installing.
     let mut session = String::new();
-    for block in handout_blocks() {
+    let handout =
+        std::fs::read_to_string(common::repo().join("exercise-template/README.md")).unwrap();
+    for block in handout_blocks(&handout) {
         if block.starts_with("rustup ") {
-            // Needs rustup and the network, which the tests have neither of (tried by hand).
-            assert!(
-                block.contains("RUSTUP_TOOLCHAIN=1.95 grader check"),
-                "{block}"
+            // Needs rustup and the network, which the tests have neither of (tried by hand); the
+            // version it names is the server's (the Dockerfile's).
+            let dockerfile = std::fs::read_to_string(common::repo().join("Dockerfile")).unwrap();
+            let pinned = dockerfile
+                .lines()
+                .find_map(|line| line.strip_prefix("ARG RUST_VERSION="))
+                .unwrap();
+            let minor = pinned.rsplit_once('.').unwrap().0;
+            let expected = format!(
+                "rustup toolchain install {minor} --profile minimal\n\
+                 RUSTUP_TOOLCHAIN={minor} grader check\n"
             );
+            assert_eq!(block, expected);
+            assert!(handout.contains(&format!("The server compiles with Rust {minor};")));
             continue;
         }
         // The upload by hand is the second student's: the first's rate limit is running.
@@ -507,8 +531,7 @@ fn the_handout_followed_word_for_word_installs_checks_and_submits() {
     let out = home.shell(".", &session);
     // The login saved above also serves the plain commands; an id that is not theirs is one line.
     let unknown = home.grader(&["status", "12"]);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     assert_exit(&out, 0);
     let stdout = text(&out.stdout);
     for expected in [
