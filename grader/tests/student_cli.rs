@@ -185,6 +185,51 @@ fn check_as_a_student_prepares_its_cache_once_and_exits_by_the_outcome() {
     );
     assert!(!text(&reference.stderr).contains("WITHOUT a sandbox"));
 
+    // A crate with more than the grader uses: each file ignored is named with the precise reason.
+    let extra = home.path().join("extra");
+    let status = Command::new("cp")
+        .args(["-r", "--no-preserve=ownership"])
+        .arg(home.path().join("reference"))
+        .arg(&extra)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let manifest = std::fs::read_to_string(extra.join("Cargo.toml")).unwrap();
+    let manifest = manifest.replace("[dependencies]\n", "[dependencies]\ntokio = \"1\"\n")
+        + "\n[profile.dev]\nopt-level = 1\n";
+    for (file, contents) in [
+        ("Cargo.toml", manifest.as_str()),
+        ("build.rs", "fn main() {}\n"),
+        ("notes.txt", "mine\n"),
+        ("src/data.json", "{}\n"),
+        ("tests/helper/mod.rs", "\n"),
+    ] {
+        let path = extra.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", &format!("{STUDENT_UID}:{STUDENT_UID}")])
+            .arg(&extra)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let checked = home.grader(&["check", "extra"]);
+    assert_exit(&checked, 0);
+    let out = text(&checked.stdout);
+    for line in [
+        "  Cargo.toml (the grader uses its own Cargo.toml: your code cannot use tokio, only \
+         futures; your changes to [profile] have no effect)\n",
+        "  build.rs (build scripts are not allowed: the grader uses its own Cargo.toml)\n",
+        "  notes.txt (only src/**/*.rs and tests/*.rs are used)\n",
+        "  src/data.json (only .rs files under src/ are used)\n",
+        "  tests/helper/mod.rs (only .rs files directly in tests/ are used)\n",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+
     let json = home.grader(&["check", "reference", "--format", "json"]);
     assert_exit(&json, 0);
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::engine::archive;
-use crate::engine::assembly::PUBLIC_TESTS;
+use crate::engine::assembly::{PUBLIC_TESTS, RUNTIME_TOML};
 use crate::engine::report::{IgnoredFile, Outcome, Report, Status};
 use crate::engine::sandbox::{Identity, Unsandboxed};
 use crate::engine::{cache::DataDir, Config, Engine, Input, Mode, DEFAULT_DATA_DIR};
@@ -99,6 +99,11 @@ pub fn check(
     }
     let mut report = engine.grade(Input::Path(path), Mode::Public, &super::terminal_progress)?;
     report.ignored_files.extend(replaced_public_tests(path));
+    for file in &mut report.ignored_files {
+        if file.path == MANIFEST {
+            file.reason = manifest_reason(path, &file.reason);
+        }
+    }
     report.ignored_files.sort_by(|a, b| a.path.cmp(&b.path));
     match format {
         Format::Json => println!(
@@ -135,6 +140,70 @@ fn replaced_public_tests(path: &Path) -> Vec<IgnoredFile> {
         .collect()
 }
 
+/// The student's manifest, which the grader replaces with its own ([`RUNTIME_TOML`]).
+const MANIFEST: &str = "Cargo.toml";
+
+/// The dependency tables of a manifest.
+const DEPENDENCY_TABLES: [&str; 3] = ["dependencies", "dev-dependencies", "build-dependencies"];
+
+/// `reason` (why the student's `Cargo.toml` is ignored), made precise for the crate folder `dir`:
+/// which of its dependencies their code cannot use, since only the grader's are there, and which
+/// of its other changes from the template's manifest have no effect. A folder's manifest that
+/// cannot be read or parsed, or an archive, keeps the plain reason.
+fn manifest_reason(dir: &Path, reason: &str) -> String {
+    let parse = |text: &str| text.parse::<toml::Table>().ok();
+    let theirs = std::fs::read_to_string(dir.join(MANIFEST))
+        .ok()
+        .and_then(|text| parse(&text));
+    let (Some(theirs), Some(ours)) = (theirs, parse(RUNTIME_TOML)) else {
+        return reason.to_string();
+    };
+    let names = |manifest: &toml::Table, table: &str| -> Vec<String> {
+        manifest
+            .get(table)
+            .and_then(toml::Value::as_table)
+            .map(|deps| deps.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut notes = Vec::new();
+    let added: Vec<String> = DEPENDENCY_TABLES
+        .iter()
+        .flat_map(|table| {
+            let available = names(&ours, table);
+            names(&theirs, table)
+                .into_iter()
+                .filter(move |name| !available.contains(name))
+        })
+        .collect();
+    if !added.is_empty() {
+        notes.push(format!(
+            "your code cannot use {}, only {}",
+            added.join(", "),
+            names(&ours, "dependencies").join(", ")
+        ));
+    }
+    let mut changed: Vec<String> = theirs
+        .keys()
+        .chain(ours.keys())
+        .filter(|key| !DEPENDENCY_TABLES.contains(&key.as_str()))
+        .filter(|key| theirs.get(*key) != ours.get(*key))
+        .map(|key| format!("[{key}]"))
+        .collect();
+    changed.sort();
+    changed.dedup();
+    if !changed.is_empty() {
+        notes.push(format!(
+            "your changes to {} have no effect",
+            changed.join(", ")
+        ));
+    }
+    if notes.is_empty() {
+        reason.to_string()
+    } else {
+        format!("{reason}: {}", notes.join("; "))
+    }
+}
+
 /// What `grader submit` uploads: a `.tar.gz` of the kept files, and what it leaves out (path,
 /// reason).
 pub struct Packed {
@@ -168,7 +237,14 @@ pub fn kept_files(dir: &Path) -> Result<Packed, String> {
     let left_out = submission
         .ignored()
         .iter()
-        .map(|i| (i.path.clone(), i.reason.clone()))
+        .map(|i| {
+            let reason = if i.path == MANIFEST {
+                manifest_reason(dir, &i.reason)
+            } else {
+                i.reason.clone()
+            };
+            (i.path.clone(), reason)
+        })
         .collect();
     Ok(Packed { archive, left_out })
 }
