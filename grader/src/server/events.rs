@@ -1,7 +1,7 @@
 //! Live progress of gradings: the workers publish [`Update`]s on a [`Hub`]; each submission's
 //! server-sent-event stream (`GET /api/submissions/{id}/events`) forwards its own.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::engine::Progress;
@@ -10,7 +10,7 @@ use crate::engine::Progress;
 const BACKLOG: usize = 1024;
 
 /// One step of a submission's grading, as its owner may see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Update {
     /// Waiting; `position` 1 is next.
