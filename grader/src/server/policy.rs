@@ -94,7 +94,12 @@ impl Policy {
         .fetch_one(&mut *conn)
         .await?;
         let interval = i64::try_from(self.min_interval.as_millis()).unwrap_or(i64::MAX);
-        let mut next = last.map_or(i64::MIN, |l| l.saturating_add(interval));
+        // Without an interval, none applies: a concurrent upload that committed after `now` was
+        // taken is no reason to wait.
+        let mut next = match last {
+            Some(l) if interval > 0 => l.saturating_add(interval),
+            _ => i64::MIN,
+        };
         if self.per_day > 0 && used_today >= i64::from(self.per_day) {
             // The window frees a place when the per_day-th latest upload is a day old.
             let (nth,): (i64,) = sqlx::query_as(

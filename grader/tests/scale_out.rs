@@ -1,0 +1,289 @@
+//! Scale-out on a real PostgreSQL (`GRADER_TEST_POSTGRES_URL`, which scripts/test.sh sets): a web
+//! tier without workers of its own (in this process) and `grader worker` processes sharing one
+//! queue. Every wait polls the database or the events; none sleeps to synchronise.
+
+mod common;
+#[path = "support/postgres.rs"]
+mod postgres_db;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grader::server::auth::Role;
+use grader::server::events::Update;
+use grader::server::{self, db, roster, Options, Server};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::AnyPool;
+
+use postgres_db::TempDb;
+
+/// The web tier and its database.
+struct Cluster {
+    pg: TempDb,
+    _dir: tempfile::TempDir,
+    db: AnyPool,
+    server: Arc<Server>,
+    token: String,
+    logs: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let pg = TempDb::create().await;
+        let db = db::connect(&pg.url).await.unwrap();
+        let people = [roster::Entry {
+            id: "s1".into(),
+            name: "S".into(),
+            email: "s1@example.org".into(),
+            role: Role::Student,
+        }];
+        let token = roster::import(&db, &people).await.unwrap().remove(0).1;
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            data_dir: dir.path().to_path_buf(),
+            database: Some(pg.url.clone()),
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            workers: 0,
+            upload_limit: 1 << 20,
+            drain: Duration::from_secs(5),
+            retry_delay: Duration::ZERO,
+            lease: server::queue::LEASE,
+            policy: common::open_policy(),
+        };
+        let server = Arc::new(server::start(options, None).await.unwrap());
+        Cluster {
+            pg,
+            _dir: dir,
+            db,
+            server,
+            token,
+            logs: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Starts `grader worker` (one worker, leases of `lease_secs`) on the shared caches.
+    fn worker(&self, lease_secs: u64) -> Worker {
+        let log = self
+            .logs
+            .path()
+            .join(format!("worker-{}.log", rand::random::<u32>()));
+        let child = Command::new(env!("CARGO_BIN_EXE_grader"))
+            .arg("--data-dir")
+            .arg(common::data_dir())
+            .arg("--hidden-tests")
+            .arg(common::repo().join("hidden-tests"))
+            .args(["--jobs", "1", "worker", "--workers", "1", "--lease-secs"])
+            .arg(lease_secs.to_string())
+            .env("GRADER_DATABASE_URL", &self.pg.url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Worker { child, log }
+    }
+
+    /// Polls `sql` (one BIGINT) until it is `want`, for at most `limit`.
+    async fn until(&self, sql: &'static str, want: i64, limit: Duration, workers: &[&Worker]) {
+        let start = Instant::now();
+        loop {
+            let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&self.db).await.unwrap();
+            if n == want {
+                return;
+            }
+            let logs: Vec<String> = workers.iter().map(|w| w.log()).collect();
+            assert!(
+                start.elapsed() < limit,
+                "{sql} is {n}, not {want}, after {limit:?}; worker logs:\n{}",
+                logs.join("\n---\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn upload(&self, client: &reqwest::Client, bytes: Vec<u8>) -> i64 {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name("02_runtime.tar.gz");
+        let r = client
+            .post(format!(
+                "http://{}/api/submissions",
+                self.server.addr().unwrap()
+            ))
+            .bearer_auth(&self.token)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        r.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+    }
+}
+
+/// A `grader worker` process, killed when dropped.
+struct Worker {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Worker {
+    /// How its jobs' `worker` column names it.
+    fn marker(&self) -> String {
+        format!("-{}-", self.child.id())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_grade_200_concurrent_uploads_each_once_and_the_web_tier_sees_every_result() {
+    let c = Cluster::start().await;
+    let (a, b) = (c.worker(60), c.worker(60));
+    let limit = Duration::from_secs(60);
+    c.until("SELECT COUNT(*) FROM workers", 2, limit, &[&a, &b])
+        .await;
+    let health: Value = reqwest::get(format!("http://{}/healthz", c.server.addr().unwrap()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&health["status"], &health["workers"]["processes_alive"]),
+        (&Value::from("ok"), &Value::from(2)),
+        "{health}"
+    );
+    // Every `done` reaches the web tier, which grades nothing itself: through NOTIFY.
+    let mut updates = c.server.state().events.subscribe();
+    let done = tokio::spawn(async move {
+        let mut done = BTreeSet::new();
+        while done.len() < 200 {
+            if let Ok((id, Update::Done { .. })) = updates.recv().await {
+                done.insert(id);
+            }
+        }
+        done
+    });
+    // Not archives: the intake refuses each at once, which keeps the test short.
+    let client = reqwest::Client::new();
+    let c = Arc::new(c);
+    let uploads: Vec<_> = (0..200u32)
+        .map(|n| {
+            let (c, client) = (Arc::clone(&c), client.clone());
+            tokio::spawn(async move { c.upload(&client, n.to_le_bytes().repeat(50)).await })
+        })
+        .collect();
+    let mut ids = BTreeSet::new();
+    for u in uploads {
+        ids.insert(u.await.unwrap());
+    }
+    assert_eq!(ids.len(), 200, "200 submissions");
+    c.until(
+        "SELECT COUNT(*) FROM jobs WHERE state = 'done'",
+        200,
+        Duration::from_secs(120),
+        &[&a, &b],
+    )
+    .await;
+    let jobs: Vec<(i64, i64, String)> =
+        sqlx::query_as("SELECT submission_id, attempts, worker FROM jobs")
+            .fetch_all(&c.db)
+            .await
+            .unwrap();
+    assert_eq!(jobs.len(), 200, "one job per upload");
+    assert!(
+        jobs.iter().all(|(_, attempts, _)| *attempts == 1),
+        "each job claimed once"
+    );
+    let mut by_worker = BTreeMap::new();
+    for (_, _, worker) in &jobs {
+        let which = [&a, &b]
+            .iter()
+            .position(|w| worker.contains(&w.marker()))
+            .expect("graded by one of the two");
+        *by_worker.entry(which).or_insert(0) += 1;
+    }
+    assert_eq!(by_worker.len(), 2, "both workers graded: {by_worker:?}");
+    let (stored, results): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM uploads), \
+         (SELECT COUNT(*) FROM submissions WHERE status = 'rejected' AND graded_at IS NOT NULL)",
+    )
+    .fetch_one(&c.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (stored, results),
+        (200, 200),
+        "no upload and no result lost"
+    );
+    let seen = tokio::time::timeout(Duration::from_secs(30), done)
+        .await
+        .expect("every done reached the web tier")
+        .unwrap();
+    assert_eq!(seen, ids);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_grading_loses_its_lease_and_the_other_grades_the_job() {
+    let c = Cluster::start().await;
+    let mut a = c.worker(3);
+    c.until(
+        "SELECT COUNT(*) FROM workers",
+        1,
+        Duration::from_secs(60),
+        &[&a],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let id = c.upload(&client, common::reference_archive()).await;
+    c.until(
+        "SELECT COUNT(*) FROM jobs WHERE state = 'running'",
+        1,
+        Duration::from_secs(60),
+        &[&a],
+    )
+    .await;
+    let (holder,): (String,) = sqlx::query_as("SELECT worker FROM jobs")
+        .fetch_one(&c.db)
+        .await
+        .unwrap();
+    assert!(holder.contains(&a.marker()), "{holder}");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let b = c.worker(3);
+    c.until(
+        "SELECT COUNT(*) FROM jobs WHERE state = 'done'",
+        1,
+        Duration::from_secs(180),
+        &[&b],
+    )
+    .await;
+    let (attempts, worker, status, score): (i64, String, String, Option<i64>) = sqlx::query_as(
+        "SELECT j.attempts, j.worker, s.status, s.score FROM jobs j \
+         JOIN submissions s ON s.id = j.submission_id WHERE s.id = $1",
+    )
+    .bind(id)
+    .fetch_one(&c.db)
+    .await
+    .unwrap();
+    assert!(
+        worker.contains(&b.marker()),
+        "graded by the other: {worker}"
+    );
+    assert_eq!(
+        (attempts, status.as_str(), score),
+        (2, "graded", Some(100)),
+        "{}",
+        b.log()
+    );
+}
