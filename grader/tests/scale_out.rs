@@ -163,6 +163,17 @@ async fn two_workers_grade_200_concurrent_uploads_each_once_and_the_web_tier_see
         (&Value::from("ok"), &Value::from(2)),
         "{health}"
     );
+    let metrics = reqwest::get(format!("http://{}/metrics", c.server.addr().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("grader_worker_processes 2\n")
+            && metrics.contains("grader_worker_slots 2\n"),
+        "{metrics}"
+    );
     // Every `done` reaches the web tier, which grades nothing itself: through NOTIFY.
     let mut updates = c.server.state().events.subscribe();
     let done = tokio::spawn(async move {

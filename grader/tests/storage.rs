@@ -9,7 +9,7 @@ mod postgres_db;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use grader::server::auth::Role;
 use grader::server::db::{self, now_ms};
@@ -498,4 +498,63 @@ async fn an_earlier_sqlite_database_migrates_and_keeps_its_uploads() {
     assert_eq!(read.as_deref(), Some(&b"old"[..]));
     let job = queue::claim(&db, "w", LEASE).await.unwrap().unwrap();
     assert_eq!(job.submission_id, 1, "its queue carries on");
+}
+
+/// Point 6's figure, not a test (scripts/bench-queue.sh runs it): the queue's own cost per job,
+/// enqueue + claim + finish, each in its transaction as the server runs them, one client, on
+/// SQLite and on PostgreSQL side by side.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: scripts/bench-queue.sh"]
+async fn queue_overhead_per_job() {
+    const JOBS: usize = 500;
+    let mut rows = Vec::new();
+    for (name, s) in [
+        ("SQLite", Store::sqlite().await),
+        ("PostgreSQL", Store::postgres().await),
+    ] {
+        let mut ids = Vec::with_capacity(JOBS);
+        for _ in 0..JOBS {
+            let mut tx = db::write(&s.db).await.unwrap();
+            ids.push(s.submit_in(&mut tx, "s1").await);
+            tx.commit().await.unwrap();
+        }
+        let started = Instant::now();
+        for &id in &ids {
+            let mut tx = db::write(&s.db).await.unwrap();
+            queue::enqueue(&mut tx, id, queue::UPLOAD_PRIORITY)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let enqueued = started.elapsed();
+        let started = Instant::now();
+        let mut jobs = Vec::with_capacity(JOBS);
+        while let Some(job) = queue::claim(&s.db, "w", LEASE).await.unwrap() {
+            jobs.push(job);
+        }
+        let claimed = started.elapsed();
+        assert_eq!(jobs.len(), JOBS);
+        let report = report_scoring(50);
+        let started = Instant::now();
+        for job in &jobs {
+            assert!(queue::finish(&s.db, job, &report, "v1").await.unwrap());
+        }
+        let finished = started.elapsed();
+        let per = |d: Duration| d.as_secs_f64() * 1000.0 / JOBS as f64;
+        rows.push(format!(
+            "{name:<11} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+            per(enqueued),
+            per(claimed),
+            per(finished),
+            per(enqueued + claimed + finished)
+        ));
+    }
+    println!("queue overhead per job over {JOBS} jobs, ms (one client, debug build)");
+    println!(
+        "{:<11} {:>8} {:>8} {:>8} {:>8}",
+        "backend", "enqueue", "claim", "finish", "total"
+    );
+    for row in rows {
+        println!("{row}");
+    }
 }
