@@ -298,3 +298,26 @@ async fn a_worker_killed_mid_grading_loses_its_lease_and_the_other_grades_the_jo
         b.log()
     );
 }
+
+/// What cannot work is refused before anything is prepared (exit 2, saying why): a worker
+/// process on SQLite, or a server without workers on it.
+#[test]
+fn a_worker_on_sqlite_and_a_server_without_workers_on_sqlite_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["worker"][..],
+        &["worker", "--database", "sqlite:///tmp/x.db"],
+        &["serve", "--workers", "0"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_grader"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("GRADER_DATABASE_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("postgres://"), "{args:?}: {stderr}");
+    }
+}

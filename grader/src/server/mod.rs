@@ -148,8 +148,12 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<serde_json:
     .fetch_one(&state.db)
     .await;
     let local = state.engine.is_some() && state.workers > 0;
-    // Other processes' workers count only by their heartbeat: a row alone says nothing.
-    let remote = cluster::alive(&state.db, state.lease).await;
+    // Other processes' workers count only on PostgreSQL (a SQLite file has one process), and
+    // only by their heartbeat: a row alone says nothing.
+    let remote = match db::Backend::of(&state.db) {
+        db::Backend::Postgres => cluster::alive(&state.db, state.lease).await.map(Some),
+        db::Backend::Sqlite => Ok(None),
+    };
     let accepting = state.accepting();
     let (database, queued, running) = match queue {
         Ok((q, r)) => (serde_json::json!("ok"), Some(q), Some(r)),
@@ -158,7 +162,14 @@ async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<serde_json:
             (serde_json::json!("unavailable"), None, None)
         }
     };
-    let (processes, slots) = remote.map_or((None, None), |(p, s)| (Some(p), Some(s)));
+    let (processes, slots) = match remote {
+        Ok(Some((p, s))) => (Some(p), Some(s)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            tracing::error!("health check: workers: {e}");
+            (None, None)
+        }
+    };
     let grading = local || processes.is_some_and(|p| p > 0);
     let ready = queued.is_some() && grading && accepting;
     let status = if ready {
