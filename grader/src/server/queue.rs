@@ -110,7 +110,7 @@ pub async fn requeue_running(db: &AnyPool) -> Result<u64, sqlx::Error> {
 /// row is updated by whichever gets it first, and the others no longer match it.
 pub async fn reclaim_expired(db: &AnyPool) -> Result<(u64, u64), sqlx::Error> {
     let now = now_ms();
-    let mut tx = db.begin().await?;
+    let mut tx = queue_tx(db).await?;
     let message = "the worker grading it stopped renewing its lease (it died or lost the database)";
     let ended: Vec<(i64, String)> = sqlx::query_as(
         "UPDATE jobs SET state = 'error', worker = NULL, lease_until = NULL, finished_at = $1, \
