@@ -299,6 +299,41 @@ async fn a_worker_killed_mid_grading_loses_its_lease_and_the_other_grades_the_jo
     );
 }
 
+/// `grader serve --workers 0` on PostgreSQL starts, serves, and says that nothing grades yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_web_tier_without_workers_serves_and_says_nothing_grades() {
+    let pg = TempDb::create().await;
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_grader"))
+        .arg("--data-dir")
+        .arg(common::data_dir())
+        .arg("--hidden-tests")
+        .arg(common::repo().join("hidden-tests"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "0"])
+        .env("GRADER_DATABASE_URL", &pg.url)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(serve.stderr.take().unwrap());
+    let mut lines = std::io::BufRead::lines(stderr).map_while(Result::ok);
+    let addr = lines.find_map(|l| {
+        let rest = l.strip_prefix("listening on http://")?;
+        Some(rest.split_whitespace().next()?.to_string())
+    });
+    // Keep reading its stderr so that it never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let health = match &addr {
+        Some(addr) => reqwest::get(format!("http://{addr}/healthz")).await,
+        None => panic!("the web tier did not start"),
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let health = health.unwrap();
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body["sandbox"], "no workers", "{body}");
+    assert_eq!(body["workers"]["processes_alive"], 0, "{body}");
+}
+
 /// What cannot work is refused before anything is prepared (exit 2, saying why): a worker
 /// process on SQLite, or a server without workers on it.
 #[test]

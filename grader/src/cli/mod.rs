@@ -472,8 +472,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         _ => 1,
     };
-    // Workers x test processes fit the cores.
-    config.jobs = cli.jobs.unwrap_or((cores / workers).max(1));
+    // Workers x test processes fit the cores (a web tier without workers grades nothing).
+    config.jobs = cli.jobs.unwrap_or((cores / workers.max(1)).max(1));
     config.sandbox.allow_root_mapped = cli.allow_root_mapped_sandbox;
     let engine = Engine::new(config)?;
     let (path, format, mode, student) = match cli.command {
