@@ -299,6 +299,52 @@ async fn a_worker_killed_mid_grading_loses_its_lease_and_the_other_grades_the_jo
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_stopped_by_sigterm_finishes_its_grading_and_leaves_the_workers_table() {
+    let c = Cluster::start().await;
+    let mut a = c.worker(60);
+    c.until(
+        "SELECT COUNT(*) FROM workers",
+        1,
+        Duration::from_secs(60),
+        &[&a],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    c.upload(&client, common::reference_archive()).await;
+    c.until(
+        "SELECT COUNT(*) FROM jobs WHERE state = 'running'",
+        1,
+        Duration::from_secs(60),
+        &[&a],
+    )
+    .await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(a.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = a.child.wait().unwrap();
+        (status, a)
+    });
+    let (status, a) = tokio::time::timeout(Duration::from_secs(180), exited)
+        .await
+        .expect("the worker exits once its grading is stored")
+        .unwrap();
+    assert!(status.success(), "{status}: {}", a.log());
+    let (attempts, state, score, workers): (i64, String, Option<i64>, i64) = sqlx::query_as(
+        "SELECT j.attempts, j.state, s.score, (SELECT COUNT(*) FROM workers) FROM jobs j \
+         JOIN submissions s ON s.id = j.submission_id",
+    )
+    .fetch_one(&c.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (attempts, state.as_str(), score, workers),
+        (1, "done", Some(100), 0),
+        "graded once, by the stopping worker, which then left: {}",
+        a.log()
+    );
+}
+
 /// `grader serve --workers 0` on PostgreSQL starts, serves, and says that nothing grades yet.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_web_tier_without_workers_serves_and_says_nothing_grades() {
