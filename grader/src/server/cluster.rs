@@ -15,6 +15,9 @@ use super::events::{Hub, Update};
 use super::gradebook;
 use super::queue::{self, JOBS_CHANNEL};
 
+/// How long the listener waits before connecting again to a database that is away.
+const RETRY: Duration = Duration::from_secs(5);
+
 /// The PostgreSQL channel carrying every grading's progress.
 pub const EVENTS_CHANNEL: &str = "grader_events";
 
@@ -97,7 +100,7 @@ pub async fn listen(
                 tracing::error!("cannot listen for jobs and progress: {e}");
                 tokio::select! {
                     _ = stop.changed() => return,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    () = tokio::time::sleep(RETRY) => {}
                 }
             }
         }
@@ -112,8 +115,12 @@ pub async fn listen(
         let notification = match received {
             Ok(n) => n,
             Err(e) => {
+                // The database is away: try again in a while rather than at once.
                 tracing::warn!("listening for jobs and progress: {e}");
-                continue;
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(RETRY) => continue,
+                }
             }
         };
         if notification.channel() == JOBS_CHANNEL {
