@@ -5,6 +5,7 @@
 # reference solution at once, and the time from the first upload to the last result.
 # Needs a prepared data folder (GRADER_DATA_DIR, from `grader setup`), GRADER_TEST_POSTGRES_URL as
 # scripts/test.sh sets it, psql and curl. Usage: scripts/bench-scale.sh [GRADER_BINARY]
+# (BENCH_UPLOADS: uploads per run, 12; BENCH_JOBS: each worker's --jobs, default cores.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${GRADER_TEST_POSTGRES_URL:?set it as scripts/test.sh does (a role that may create databases)}"
@@ -29,7 +30,7 @@ for workers in 1 2; do
     until grep -q "listening on" "$WORK/serve.log"; do sleep 0.2; done
     base=$(sed -n 's/.*listening on \(http:[^ ]*\) .*/\1/p' "$WORK/serve.log")
     for _ in $(seq 1 "$workers"); do
-        "$G" worker --workers 1 2>>"$WORK/workers.log" &
+        "$G" ${BENCH_JOBS:+--jobs "$BENCH_JOBS"} worker --workers 1 2>>"$WORK/workers.log" &
         pids+=($!)
     done
     until [ "$(psql -tAq "$url" -c "SELECT COUNT(*) FROM workers")" = "$workers" ]; do sleep 0.2; done
@@ -41,8 +42,14 @@ for workers in 1 2; do
     until [ "$(psql -tAq "$url" -c "$wait_for")" = "$N" ]; do sleep 0.2; done
     took=$(echo "$(date +%s.%N) - $start" | bc)
     scores=$(psql -tAq "$url" -c "SELECT string_agg(DISTINCT status || ' ' || score, ', ') FROM submissions")
-    printf '%s worker process(es): %s gradings in %.1f s = %.1f per minute (%s)\n' \
-        "$workers" "$N" "$took" "$(echo "$N * 60 / $took" | bc -l)" "$scores"
+    # The mean time of one grading, and how the jobs were shared.
+    each=$(psql -tAq "$url" -c "SELECT round(avg(finished_at - started_at) / 1000.0, 1) FROM jobs")
+    split=$(psql -tAq "$url" -c "SELECT string_agg(n::text, '+') FROM (SELECT COUNT(*) AS n FROM jobs GROUP BY worker) w")
+    # Each worker's gradings in order (s): a process's first one also warms its own caches.
+    runs=$(psql -tAq "$url" -c "SELECT string_agg(d, ' | ') FROM (SELECT string_agg(round((finished_at - started_at) / 1000.0, 1)::text, ' ' ORDER BY started_at) AS d FROM jobs GROUP BY worker) w")
+    printf '%s worker process(es): %s gradings in %.1f s = %.1f per minute, %s s each, split %s (%s)\n' \
+        "$workers" "$N" "$took" "$(echo "$N * 60 / $took" | bc -l)" "$each" "$split" "$scores"
+    echo "  gradings per worker, in order (s): $runs"
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     pids=()
