@@ -177,13 +177,14 @@ async fn two_workers_grade_200_concurrent_uploads_each_once_and_the_web_tier_see
     // Every `done` reaches the web tier, which grades nothing itself: through NOTIFY.
     let mut updates = c.server.state().events.subscribe();
     let done = tokio::spawn(async move {
-        let mut done = BTreeSet::new();
+        let (mut done, mut events) = (BTreeSet::new(), 0);
         while done.len() < 200 {
             if let Ok((id, Update::Done { .. })) = updates.recv().await {
                 done.insert(id);
+                events += 1;
             }
         }
-        done
+        (done, events)
     });
     // Not archives: the intake refuses each at once, which keeps the test short.
     let client = reqwest::Client::new();
@@ -237,11 +238,13 @@ async fn two_workers_grade_200_concurrent_uploads_each_once_and_the_web_tier_see
         (200, 200),
         "no upload and no result lost"
     );
-    let seen = tokio::time::timeout(Duration::from_secs(30), done)
+    let (seen, events) = tokio::time::timeout(Duration::from_secs(30), done)
         .await
         .expect("every done reached the web tier")
         .unwrap();
     assert_eq!(seen, ids);
+    // Relayed once: an update echoed between the workers would come again and again.
+    assert_eq!(events, 200, "each done once");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -45,10 +45,10 @@ pub fn process_name() -> String {
     )
 }
 
-/// Sends every update published on `hub` by this process's workers to the other processes, until
-/// the hub is gone.
+/// Sends every update this process's workers publish on `hub` (never one relayed from another
+/// process, which would echo between them) to the other processes, until the hub is gone.
 pub async fn publish(hub: Hub, db: AnyPool, origin: String) {
-    let mut updates = hub.subscribe();
+    let mut updates = hub.subscribe_own();
     loop {
         let (submission, update) = match updates.recv().await {
             Ok(next) => next,
@@ -147,7 +147,7 @@ pub async fn listen(
                     }
                     other => other,
                 };
-                hub.publish(r.submission, update);
+                hub.republish(r.submission, update);
             }
             Err(e) => tracing::warn!("a progress update that does not parse: {e}"),
         }
