@@ -104,6 +104,21 @@ impl Cluster {
         }
     }
 
+    /// Starts a worker (leases of `lease_secs`), uploads the reference solution and waits until
+    /// the worker grades it; the worker and the submission.
+    async fn grading_the_reference(&self, lease_secs: u64) -> (Worker, i64) {
+        let worker = self.worker(lease_secs);
+        let limit = Duration::from_secs(60);
+        self.until("SELECT COUNT(*) FROM workers", 1, limit, &[&worker])
+            .await;
+        let id = self
+            .upload(&reqwest::Client::new(), common::reference_archive())
+            .await;
+        let running = "SELECT COUNT(*) FROM jobs WHERE state = 'running'";
+        self.until(running, 1, limit, &[&worker]).await;
+        (worker, id)
+    }
+
     async fn upload(&self, client: &reqwest::Client, bytes: Vec<u8>) -> i64 {
         let part = reqwest::multipart::Part::bytes(bytes).file_name("02_runtime.tar.gz");
         let r = client
@@ -250,23 +265,7 @@ async fn two_workers_grade_200_concurrent_uploads_each_once_and_the_web_tier_see
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_mid_grading_loses_its_lease_and_the_other_grades_the_job() {
     let c = Cluster::start().await;
-    let mut a = c.worker(3);
-    c.until(
-        "SELECT COUNT(*) FROM workers",
-        1,
-        Duration::from_secs(60),
-        &[&a],
-    )
-    .await;
-    let client = reqwest::Client::new();
-    let id = c.upload(&client, common::reference_archive()).await;
-    c.until(
-        "SELECT COUNT(*) FROM jobs WHERE state = 'running'",
-        1,
-        Duration::from_secs(60),
-        &[&a],
-    )
-    .await;
+    let (mut a, id) = c.grading_the_reference(3).await;
     let (holder,): (String,) = sqlx::query_as("SELECT worker FROM jobs")
         .fetch_one(&c.db)
         .await
@@ -305,23 +304,7 @@ async fn a_worker_killed_mid_grading_loses_its_lease_and_the_other_grades_the_jo
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_stopped_by_sigterm_finishes_its_grading_and_leaves_the_workers_table() {
     let c = Cluster::start().await;
-    let mut a = c.worker(60);
-    c.until(
-        "SELECT COUNT(*) FROM workers",
-        1,
-        Duration::from_secs(60),
-        &[&a],
-    )
-    .await;
-    let client = reqwest::Client::new();
-    c.upload(&client, common::reference_archive()).await;
-    c.until(
-        "SELECT COUNT(*) FROM jobs WHERE state = 'running'",
-        1,
-        Duration::from_secs(60),
-        &[&a],
-    )
-    .await;
+    let (mut a, _) = c.grading_the_reference(60).await;
     let pid = nix::unistd::Pid::from_raw(i32::try_from(a.child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let exited = tokio::task::spawn_blocking(move || {

@@ -7,7 +7,7 @@
 //! (`GRADER_DATA_DIR`).
 
 mod common;
-use common::{open_policy, reference_archive, repo};
+use common::{open_policy, reference_archive, repo, report_scoring};
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -1228,16 +1228,6 @@ async fn health_and_metrics_tell_the_queue_gradings_and_requests() {
 }
 
 /// A graded report of `score` out of 100, without tests (enough for the gradebook).
-fn report_scoring(score: u32) -> grader::engine::report::Report {
-    let mut report = grader::engine::report::Report::unscored(
-        Vec::new(),
-        &Default::default(),
-        grader::engine::report::LimitsReport::default(),
-    );
-    report.score = score;
-    report.max_score = 100;
-    report
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gradebook_counts_the_best_or_the_latest_score_as_configured() {

@@ -20,6 +20,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::AnyPool;
 
+use common::report_scoring;
 use postgres_db::TempDb;
 
 /// A database of one test, with students s1, s2 and instructor t1.
@@ -156,17 +157,6 @@ on_both!(
     write_transactions_run_one_at_a_time,
     the_api_writes_and_reads_every_kind_of_row,
 );
-
-fn report_scoring(score: u32) -> grader::engine::report::Report {
-    let mut report = grader::engine::report::Report::unscored(
-        Vec::new(),
-        &Default::default(),
-        grader::engine::report::LimitsReport::default(),
-    );
-    report.score = score;
-    report.max_score = 100;
-    report
-}
 
 async fn uploads_come_before_regrades_and_concurrent_claims_take_each_job_once(s: Store) {
     let first = s.submit("s1", b"1").await;
