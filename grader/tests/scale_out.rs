@@ -51,6 +51,7 @@ impl Cluster {
             drain: Duration::from_secs(5),
             retry_delay: Duration::ZERO,
             lease: server::queue::LEASE,
+            rubric_entries: 0,
             policy: common::open_policy(),
         };
         let server = Arc::new(server::start(options, None).await.unwrap());
@@ -331,13 +332,15 @@ async fn a_worker_stopped_by_sigterm_finishes_its_grading_and_leaves_the_workers
     );
 }
 
-/// `grader serve --workers 0` on PostgreSQL starts, serves, and says that nothing grades yet.
+/// `grader serve --workers 0` on PostgreSQL starts on an empty data folder (no engine: no sandbox,
+/// no caches to prepare), serves, and says that nothing grades yet.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_web_tier_without_workers_serves_and_says_nothing_grades() {
     let pg = TempDb::create().await;
+    let data = tempfile::tempdir().unwrap();
     let mut serve = Command::new(env!("CARGO_BIN_EXE_grader"))
         .arg("--data-dir")
-        .arg(common::data_dir())
+        .arg(data.path())
         .arg("--hidden-tests")
         .arg(common::repo().join("hidden-tests"))
         .args(["serve", "--bind", "127.0.0.1:0", "--workers", "0"])
@@ -364,6 +367,10 @@ async fn a_web_tier_without_workers_serves_and_says_nothing_grades() {
     let body: Value = health.json().await.unwrap();
     assert_eq!(body["sandbox"], "no workers", "{body}");
     assert_eq!(body["workers"]["processes_alive"], 0, "{body}");
+    assert!(
+        !data.path().join("toolchain").exists(),
+        "nothing prepared for grading"
+    );
 }
 
 /// What cannot work is refused before anything is prepared (exit 2, saying why): a worker

@@ -65,6 +65,7 @@ fn options(dir: &std::path::Path, workers: usize, upload_limit: u64) -> Options 
         drain: GRADING_DEADLINE,
         retry_delay: Duration::ZERO,
         lease: queue::LEASE,
+        rubric_entries: 0,
         policy: open_policy(),
     }
 }

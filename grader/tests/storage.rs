@@ -116,6 +116,7 @@ impl Store {
             drain: Duration::from_secs(5),
             retry_delay: Duration::ZERO,
             lease: LEASE,
+            rubric_entries: 0,
             policy,
         };
         server::start(options, None).await.unwrap()

@@ -67,6 +67,7 @@ impl Site {
             drain: Duration::from_secs(5),
             retry_delay: Duration::ZERO,
             lease: grader::server::queue::LEASE,
+            rubric_entries: 0,
             policy,
         };
         let server = server::start(options, None).await.unwrap();

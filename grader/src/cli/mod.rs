@@ -256,6 +256,7 @@ impl GradingArgs {
             drain: Duration::from_secs(self.drain_secs),
             retry_delay: server::RETRY_DELAY,
             lease: Duration::from_secs(self.lease_secs),
+            rubric_entries: 0,
             policy: server::policy::Policy::default(),
         }
     }
@@ -475,6 +476,40 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     // Workers x test processes fit the cores (a web tier without workers grades nothing).
     config.jobs = cli.jobs.unwrap_or((cores / workers.max(1)).max(1));
     config.sandbox.allow_root_mapped = cli.allow_root_mapped_sandbox;
+    let options = match &cli.command {
+        Command::Serve {
+            bind,
+            grading,
+            upload_limit,
+            min_interval_secs,
+            per_day,
+            deadline,
+            late_penalty,
+            score_policy,
+        } => Some(server::Options {
+            upload_limit: upload_limit.unwrap_or(config.intake.max_packed_bytes),
+            bind: Some(*bind),
+            policy: server::policy::Policy {
+                min_interval: Duration::from_secs(*min_interval_secs),
+                per_day: *per_day,
+                deadline: *deadline,
+                late_penalty_per_day: *late_penalty,
+                score_policy: *score_policy,
+            },
+            ..grading.options(config.data_dir.clone(), workers)
+        }),
+        Command::Worker { grading } => Some(grading.options(config.data_dir.clone(), workers)),
+        _ => None,
+    };
+    if let Some(mut options) = options {
+        options.rubric_entries = hidden.rubric().entries().len();
+        // A web tier without workers grades nothing: no engine, so no sandbox and no caches.
+        let engine = match workers {
+            0 => None,
+            _ => Some(Arc::new(Engine::new(config)?)),
+        };
+        return serve(options, engine);
+    }
     let engine = Engine::new(config)?;
     let (path, format, mode, student) = match cli.command {
         Command::Setup => {
@@ -509,34 +544,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 ExitCode::FAILURE
             });
         }
-        Command::Serve {
-            bind,
-            grading,
-            upload_limit,
-            min_interval_secs,
-            per_day,
-            deadline,
-            late_penalty,
-            score_policy,
-        } => {
-            let options = server::Options {
-                upload_limit: upload_limit.unwrap_or(engine.config().intake.max_packed_bytes),
-                bind: Some(bind),
-                policy: server::policy::Policy {
-                    min_interval: Duration::from_secs(min_interval_secs),
-                    per_day,
-                    deadline,
-                    late_penalty_per_day: late_penalty,
-                    score_policy,
-                },
-                ..grading.options(engine.config().data_dir.clone(), workers)
-            };
-            return serve(options, engine);
-        }
-        Command::Worker { grading } => {
-            let options = grading.options(engine.config().data_dir.clone(), workers);
-            return serve(options, engine);
-        }
+        Command::Serve { .. } | Command::Worker { .. } => unreachable!("served above"),
         Command::Roster { .. }
         | Command::Check { .. }
         | Command::Login { .. }
@@ -567,12 +575,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
 }
 
 /// Runs the server or worker process of `options` until a signal stops it.
-fn serve(options: server::Options, engine: Engine) -> Result<ExitCode, CliError> {
+fn serve(options: server::Options, engine: Option<Arc<Engine>>) -> Result<ExitCode, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
-    let result = runtime.block_on(server::run(options, Arc::new(engine)));
+    let result = runtime.block_on(server::run(options, engine));
     // A grading still running after the drain time must not hold the exit: its job stays
     // `running` and is graded again (re-queued at the next start, or when its lease runs out).
     runtime.shutdown_background();

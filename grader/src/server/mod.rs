@@ -67,6 +67,8 @@ pub struct AppState {
     engine: Option<Arc<Engine>>,
     /// Workers grading.
     workers: usize,
+    /// See [`Options::rubric_entries`].
+    rubric_entries: usize,
     accepting: Arc<AtomicBool>,
 }
 
@@ -76,13 +78,13 @@ impl AppState {
         self.accepting.load(Ordering::SeqCst)
     }
 
-    /// The number of rubric entries a grading runs (0 without an engine): bounds the steps of
-    /// its progress events.
+    /// The number of rubric entries a grading runs (without an engine, as the options said):
+    /// bounds the steps of its progress events.
     pub fn hidden_test_count(&self) -> usize {
         self.engine
             .as_ref()
             .and_then(|e| e.rubric())
-            .map_or(0, |r| r.entries().len())
+            .map_or(self.rubric_entries, |r| r.entries().len())
     }
 }
 
@@ -216,6 +218,9 @@ pub struct Options {
     pub retry_delay: Duration,
     /// How long a claimed job stays its worker's without a heartbeat.
     pub lease: Duration,
+    /// The hidden tests' rubric entries, when no engine is given (a web tier whose gradings run
+    /// elsewhere): they bound the steps of progress events.
+    pub rubric_entries: usize,
     /// Rate limit, deadline, late penalty, score policy.
     pub policy: policy::Policy,
 }
@@ -295,6 +300,7 @@ pub async fn start(options: Options, engine: Option<Arc<Engine>>) -> Result<Serv
         metrics: Arc::default(),
         gradebook: Arc::default(),
         workers,
+        rubric_entries: options.rubric_entries,
         engine: engine.clone(),
         accepting: Arc::new(AtomicBool::new(true)),
     };
@@ -420,9 +426,10 @@ impl Server {
 }
 
 /// Runs the server (or, without `options.bind`, a worker process) until SIGINT or SIGTERM, then
-/// shuts it down gracefully.
-pub async fn run(options: Options, engine: Arc<Engine>) -> Result<(), ServerError> {
-    let server = start(options.clone(), Some(engine)).await?;
+/// shuts it down gracefully. Without an engine no worker runs (a web tier whose gradings run in
+/// `grader worker` processes).
+pub async fn run(options: Options, engine: Option<Arc<Engine>>) -> Result<(), ServerError> {
+    let server = start(options.clone(), engine).await?;
     let database = options
         .database
         .as_deref()
