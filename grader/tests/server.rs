@@ -7,14 +7,14 @@
 //! (`GRADER_DATA_DIR`).
 
 mod common;
-use common::{open_policy, reference_archive, repo};
+use common::{open_policy, reference_archive, repo, report_scoring};
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use grader::engine::Engine;
 use grader::server::policy::{Policy, ScorePolicy};
-use grader::server::{self, db, queue, roster, Options, Server};
+use grader::server::{self, db, queue, roster, uploads, Options, Server};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -58,11 +58,14 @@ fn roster() -> Vec<roster::Entry> {
 fn options(dir: &std::path::Path, workers: usize, upload_limit: u64) -> Options {
     Options {
         data_dir: dir.to_path_buf(),
-        bind: "127.0.0.1:0".parse().unwrap(),
+        database: None,
+        bind: Some("127.0.0.1:0".parse().unwrap()),
         workers,
         upload_limit,
         drain: GRADING_DEADLINE,
         retry_delay: Duration::ZERO,
+        lease: queue::LEASE,
+        rubric_entries: 0,
         policy: open_policy(),
     }
 }
@@ -106,7 +109,7 @@ impl Fixture {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.server.addr())
+        format!("http://{}{path}", self.server.addr().unwrap())
     }
 
     async fn get(&self, path: &str, token: &str) -> Response {
@@ -281,8 +284,12 @@ async fn a_student_sees_only_their_own_submissions_and_instructors_see_all() {
         body["urls"]["events"],
         format!("/api/submissions/{id}/events")
     );
-    // Stored durably before the 202: the file is there, with the recorded SHA-256.
-    let stored = std::fs::read(f.server.state().upload_path(id)).unwrap();
+    // Stored durably before the 202: the bytes are there, with the recorded SHA-256.
+    let state = f.server.state();
+    let stored = uploads::read(&state.db, &state.data_dir, id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored, archive);
     use sha2::Digest as _;
     assert_eq!(body["sha256"], hex::encode(sha2::Sha256::digest(&archive)));
@@ -333,10 +340,11 @@ async fn an_upload_over_the_limit_answers_413_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(count, 0);
-    let left = std::fs::read_dir(f.server.state().uploads_dir())
-        .unwrap()
-        .count();
-    assert_eq!(left, 0, "the partial upload was deleted");
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM uploads")
+        .fetch_one(&f.server.state().db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "nothing of the partial upload was stored");
     // Just under the limit is taken.
     let fits = f.upload(&f.s1, vec![7u8; limit as usize]).await;
     assert_eq!(fits.status(), StatusCode::ACCEPTED);
@@ -351,7 +359,7 @@ async fn a_job_left_running_by_a_crash_is_requeued_at_start() {
     f.server.shutdown().await;
     // A worker claims the job, then the process dies before it stores anything.
     let pool = db::open(f.dir.path()).await.unwrap();
-    let claimed = queue::claim(&pool, "crashed-worker")
+    let claimed = queue::claim(&pool, "crashed-worker", queue::LEASE)
         .await
         .unwrap()
         .unwrap();
@@ -363,7 +371,10 @@ async fn a_job_left_running_by_a_crash_is_requeued_at_start() {
         .unwrap();
     let body: Value = f
         .client
-        .get(format!("http://{}/api/submissions/{id}", server.addr()))
+        .get(format!(
+            "http://{}/api/submissions/{id}",
+            server.addr().unwrap()
+        ))
         .bearer_auth(&f.s1)
         .send()
         .await
@@ -471,7 +482,7 @@ async fn shutdown_refuses_uploads_with_503_and_lets_the_running_grading_finish()
         dir,
         ..
     } = f;
-    let url = format!("http://{}/api/submissions", server.addr());
+    let url = format!("http://{}/api/submissions", server.addr().unwrap());
     let stopping = tokio::spawn(server.shutdown());
     // Uploads are refused from the moment shutdown begins; poll until it has.
     let refused = tokio::time::timeout(GRADING_DEADLINE, async {
@@ -513,10 +524,13 @@ async fn an_internal_error_is_retried_twice_then_shown_as_an_error_never_as_a_ze
     let id = json(f.upload(&f.s1, reference_archive()).await).await["id"]
         .as_i64()
         .unwrap();
+    // The stored upload vanishes (a damaged database): every attempt fails inside the grader.
+    sqlx::query("DELETE FROM uploads WHERE submission_id = ?")
+        .bind(id)
+        .execute(&f.server.state().db)
+        .await
+        .unwrap();
     f.server.shutdown().await;
-    // The stored upload vanishes (a disk problem): every attempt fails inside the grader.
-    let stored = f.dir.path().join("uploads").join(format!("{id}.upload"));
-    std::fs::remove_file(&stored).unwrap();
     let engine = tokio::task::spawn_blocking(engine).await.unwrap();
     let server = server::start(options(f.dir.path(), 1, 1 << 20), Some(engine))
         .await
@@ -563,7 +577,7 @@ async fn queue_positions_follow_upload_order_and_move_up_when_a_job_starts() {
         assert_eq!(body["position"], n as i64 + 1, "{body}");
         ids.push(body["id"].as_i64().unwrap());
     }
-    let claimed = queue::claim(&f.server.state().db, "w")
+    let claimed = queue::claim(&f.server.state().db, "w", queue::LEASE)
         .await
         .unwrap()
         .unwrap();
@@ -608,7 +622,10 @@ async fn concurrent_claims_hand_each_job_to_exactly_one_worker() {
             let pool = pool.clone();
             tokio::spawn(async move {
                 let mut mine = Vec::new();
-                while let Some(job) = queue::claim(&pool, &format!("w{w}")).await.unwrap() {
+                while let Some(job) = queue::claim(&pool, &format!("w{w}"), queue::LEASE)
+                    .await
+                    .unwrap()
+                {
                     mine.push(job.id);
                 }
                 mine
@@ -659,13 +676,13 @@ async fn a_failed_job_waits_out_its_backoff_before_it_is_claimed_again() {
     let id = json(f.upload(&f.s1, reference_archive()).await).await["id"]
         .as_i64()
         .unwrap();
-    let job = queue::claim(db, "w").await.unwrap().unwrap();
-    let retried = queue::fail(db, &job, "sandbox: out of pids", Duration::from_secs(3600))
+    let job = queue::claim(db, "w", queue::LEASE).await.unwrap().unwrap();
+    let failed = queue::fail(db, &job, "sandbox: out of pids", Duration::from_secs(3600))
         .await
         .unwrap();
-    assert!(retried);
+    assert_eq!(failed, queue::Failed::Retried);
     assert!(
-        queue::claim(db, "w").await.unwrap().is_none(),
+        queue::claim(db, "w", queue::LEASE).await.unwrap().is_none(),
         "not before its backoff"
     );
     let body = json(f.get(&format!("/api/submissions/{id}"), &f.s1).await).await;
@@ -674,7 +691,7 @@ async fn a_failed_job_waits_out_its_backoff_before_it_is_claimed_again() {
         .execute(db)
         .await
         .unwrap();
-    let again = queue::claim(db, "w").await.unwrap().unwrap();
+    let again = queue::claim(db, "w", queue::LEASE).await.unwrap().unwrap();
     assert_eq!((again.id, again.attempts), (job.id, 2));
 }
 
@@ -699,8 +716,12 @@ async fn fifty_concurrent_uploads_are_all_accepted_stored_queued_once_and_graded
     let mut ids = Vec::new();
     for u in uploads {
         let (id, bytes) = u.await.unwrap();
+        let state = f.server.state();
         assert_eq!(
-            std::fs::read(f.server.state().upload_path(id)).unwrap(),
+            uploads::read(&state.db, &state.data_dir, id)
+                .await
+                .unwrap()
+                .unwrap(),
             bytes
         );
         ids.push(id);
@@ -1027,7 +1048,7 @@ async fn regrades_are_for_instructors_and_wait_behind_fresh_uploads() {
         .as_i64()
         .unwrap();
     // Submission a has been graded once.
-    let job = queue::claim(db, "w").await.unwrap().unwrap();
+    let job = queue::claim(db, "w", queue::LEASE).await.unwrap().unwrap();
     sqlx::query("UPDATE jobs SET state = 'done' WHERE id = ?")
         .bind(job.id)
         .execute(db)
@@ -1079,12 +1100,12 @@ async fn regrades_are_for_instructors_and_wait_behind_fresh_uploads() {
         (&progress["queued"], &progress["finished"]),
         (&json!(1), &json!(false))
     );
-    let first = queue::claim(db, "w").await.unwrap().unwrap();
+    let first = queue::claim(db, "w", queue::LEASE).await.unwrap().unwrap();
     assert_eq!(
         (first.submission_id, first.is_regrade()),
         (b["id"].as_i64().unwrap(), false)
     );
-    let second = queue::claim(db, "w").await.unwrap().unwrap();
+    let second = queue::claim(db, "w", queue::LEASE).await.unwrap().unwrap();
     assert_eq!((second.submission_id, second.is_regrade()), (a, true));
     let progress = json(f.get(&progress_url, &f.t1).await).await;
     assert_eq!(
@@ -1103,12 +1124,13 @@ async fn a_position_skips_jobs_in_backoff_and_a_job_in_backoff_waits_behind_the_
     let b = json(f.upload(&f.s2, vec![2; 10]).await).await["id"]
         .as_i64()
         .unwrap();
-    let job = queue::claim(db, "w").await.unwrap().unwrap();
+    let job = queue::claim(db, "w", queue::LEASE).await.unwrap().unwrap();
     assert_eq!(job.submission_id, a);
-    assert!(
+    assert_eq!(
         queue::fail(db, &job, "sandbox busy", Duration::from_secs(3600))
             .await
-            .unwrap()
+            .unwrap(),
+        queue::Failed::Retried
     );
     assert_eq!(
         queue::position(db, b).await.unwrap(),
@@ -1207,16 +1229,6 @@ async fn health_and_metrics_tell_the_queue_gradings_and_requests() {
 }
 
 /// A graded report of `score` out of 100, without tests (enough for the gradebook).
-fn report_scoring(score: u32) -> grader::engine::report::Report {
-    let mut report = grader::engine::report::Report::unscored(
-        Vec::new(),
-        &Default::default(),
-        grader::engine::report::LimitsReport::default(),
-    );
-    report.score = score;
-    report.max_score = 100;
-    report
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gradebook_counts_the_best_or_the_latest_score_as_configured() {
@@ -1234,7 +1246,7 @@ async fn the_gradebook_counts_the_best_or_the_latest_score_as_configured() {
         let mut ids = Vec::new();
         for score in [80, 55] {
             ids.push(json(f.upload(&f.s1, vec![1; 10]).await).await["id"].clone());
-            let job = queue::claim(db, "w").await.unwrap().unwrap();
+            let job = queue::claim(db, "w", queue::LEASE).await.unwrap().unwrap();
             queue::finish(db, &job, &report_scoring(score), "v1")
                 .await
                 .unwrap();

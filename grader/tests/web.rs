@@ -60,11 +60,14 @@ impl Site {
         pool.close().await;
         let options = Options {
             data_dir: dir.path().to_path_buf(),
-            bind: "127.0.0.1:0".parse().unwrap(),
+            database: None,
+            bind: Some("127.0.0.1:0".parse().unwrap()),
             workers: 0,
             upload_limit: 1 << 20,
             drain: Duration::from_secs(5),
             retry_delay: Duration::ZERO,
+            lease: grader::server::queue::LEASE,
+            rubric_entries: 0,
             policy,
         };
         let server = server::start(options, None).await.unwrap();

@@ -152,22 +152,18 @@ pub enum Command {
         #[arg(long)]
         only: Option<String>,
     },
-    /// Run the grading server (JSON API, durable SQLite queue in DATA_DIR/grader.db) until SIGINT
-    /// or SIGTERM; then stop taking uploads, let running gradings finish, and exit 0.
+    /// Run the grading server (JSON API, durable queue in DATA_DIR/grader.db or PostgreSQL) until
+    /// SIGINT or SIGTERM; then stop taking uploads, let running gradings finish, and exit 0.
     Serve {
         /// Address to listen on.
         #[arg(long, env = "GRADER_BIND", default_value = "127.0.0.1:8080")]
         bind: SocketAddr,
-        /// Grading workers (default: half the cores, at least 1); each grades with
-        /// cores / workers test processes unless --jobs says otherwise.
-        #[arg(long, env = "GRADER_WORKERS", value_parser = clap::value_parser!(u32).range(1..))]
-        workers: Option<u32>,
+        /// The database, workers and leases.
+        #[command(flatten)]
+        grading: GradingArgs,
         /// Largest accepted upload, in bytes (default: the intake's archive limit).
         #[arg(long, env = "GRADER_UPLOAD_LIMIT")]
         upload_limit: Option<u64>,
-        /// Seconds shutdown waits for running gradings.
-        #[arg(long, env = "GRADER_DRAIN_SECS", default_value_t = 300)]
-        drain_secs: u64,
         /// Shortest time between two uploads of a student, in seconds (0: no limit).
         #[arg(long, env = "GRADER_MIN_INTERVAL_SECS", default_value_t = 30)]
         min_interval_secs: u64,
@@ -185,9 +181,85 @@ pub enum Command {
         #[arg(long, env = "GRADER_SCORE_POLICY", value_enum, default_value_t = ScorePolicy::Best)]
         score_policy: ScorePolicy,
     },
+    /// Grade jobs from a PostgreSQL queue shared with `grader serve --database postgres://…` and
+    /// other workers, on this machine's caches and sandbox, until SIGINT or SIGTERM; then let
+    /// running gradings finish and exit 0.
+    Worker {
+        /// The database, workers and leases.
+        #[command(flatten)]
+        grading: GradingArgs,
+    },
     /// The server's people and their API tokens.
-    #[command(subcommand)]
-    Roster(RosterCommand),
+    Roster {
+        /// The database (default: sqlite://DATA_DIR/grader.db).
+        #[arg(long, env = "GRADER_DATABASE_URL", hide_env_values = true)]
+        database: Option<String>,
+        /// What to do.
+        #[command(subcommand)]
+        command: RosterCommand,
+    },
+}
+
+/// The options of the processes that grade from the queue (`serve`, `worker`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GradingArgs {
+    /// The database: sqlite://FILE (one process owns it) or postgres://USER:PASSWORD@HOST/DB
+    /// (shared by `serve` and any number of `worker`s). Default: sqlite://DATA_DIR/grader.db.
+    #[arg(long, env = "GRADER_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+    /// Grading workers (default: half the cores, at least 1); each grades with
+    /// cores / workers test processes unless --jobs says otherwise. `serve --workers 0` (with
+    /// PostgreSQL only) leaves grading to `grader worker` processes.
+    #[arg(long, env = "GRADER_WORKERS")]
+    pub workers: Option<u32>,
+    /// Seconds a claimed job stays its worker's without a heartbeat (renewed every third of
+    /// it); a worker silent that long is taken for dead and its job graded again.
+    #[arg(long, env = "GRADER_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..))]
+    pub lease_secs: u64,
+    /// Seconds shutdown waits for running gradings.
+    #[arg(long, env = "GRADER_DRAIN_SECS", default_value_t = 300)]
+    pub drain_secs: u64,
+}
+
+impl GradingArgs {
+    /// Refuses what cannot work before anything is prepared: a worker process on SQLite (one
+    /// process owns the file), no workers at all on SQLite (nothing else could grade).
+    fn check(&self, worker: bool) -> Result<(), CliError> {
+        let postgres = self.database.as_deref().is_some_and(|url| {
+            server::db::Backend::of_url(url) == Some(server::db::Backend::Postgres)
+        });
+        if worker && !postgres {
+            return Err(CliError::Usage(
+                "grader worker needs --database postgres://…: a SQLite file belongs to the one \
+                 `grader serve` that opened it, whose own workers grade"
+                    .into(),
+            ));
+        }
+        if self.workers == Some(0) && (worker || !postgres) {
+            return Err(CliError::Usage(
+                "--workers 0 leaves grading to `grader worker` processes, which need \
+                 --database postgres://…"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The server's options for these arguments.
+    fn options(&self, data_dir: PathBuf, workers: usize) -> server::Options {
+        server::Options {
+            data_dir,
+            database: self.database.clone(),
+            bind: None,
+            workers,
+            upload_limit: 0,
+            drain: Duration::from_secs(self.drain_secs),
+            retry_delay: server::RETRY_DELAY,
+            lease: Duration::from_secs(self.lease_secs),
+            rubric_entries: 0,
+            policy: server::policy::Policy::default(),
+        }
+    }
 }
 
 /// `grader roster` subcommands (they need only the data folder's database).
@@ -257,7 +329,7 @@ pub fn main() -> ExitCode {
     // Without RUST_LOG: the server logs every request and grading; the other commands print
     // their own output and log only problems.
     let default = match cli.command {
-        Command::Serve { .. } => "info",
+        Command::Serve { .. } | Command::Worker { .. } => "info",
         _ => "warn",
     };
     let logs = tracing_subscriber::fmt()
@@ -324,6 +396,9 @@ pub enum CliError {
     /// The database could not be opened.
     #[error(transparent)]
     Db(#[from] server::db::DbError),
+    /// Options that do not work together.
+    #[error("{0}")]
+    Usage(String),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
@@ -335,8 +410,13 @@ pub enum CliError {
 /// Runs a parsed command line. Arguments are checked before the engine prepares anything, so that a
 /// mistake fails at once.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    if let Command::Roster(command) = &cli.command {
-        return roster(&cli.data_dir, command);
+    match &cli.command {
+        Command::Roster { database, command } => {
+            return roster(&cli.data_dir, database.as_deref(), command)
+        }
+        Command::Serve { grading, .. } => grading.check(false)?,
+        Command::Worker { grading } => grading.check(true)?,
+        _ => {}
     }
     // Students' commands need no hidden tests.
     let connect = |s: &ServerArgs| client::Client::new(s.server.clone(), s.token.clone());
@@ -388,12 +468,48 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let mut config = Config::new(cli.data_dir, hidden_dir);
     let cores = config.jobs;
     let workers = match &cli.command {
-        Command::Serve { workers, .. } => workers.map_or((cores / 2).max(1), |w| w as usize),
+        Command::Serve { grading, .. } | Command::Worker { grading } => {
+            grading.workers.map_or((cores / 2).max(1), |w| w as usize)
+        }
         _ => 1,
     };
-    // Workers x test processes fit the cores.
-    config.jobs = cli.jobs.unwrap_or((cores / workers).max(1));
+    // Workers x test processes fit the cores (a web tier without workers grades nothing).
+    config.jobs = cli.jobs.unwrap_or((cores / workers.max(1)).max(1));
     config.sandbox.allow_root_mapped = cli.allow_root_mapped_sandbox;
+    let options = match &cli.command {
+        Command::Serve {
+            bind,
+            grading,
+            upload_limit,
+            min_interval_secs,
+            per_day,
+            deadline,
+            late_penalty,
+            score_policy,
+        } => Some(server::Options {
+            upload_limit: upload_limit.unwrap_or(config.intake.max_packed_bytes),
+            bind: Some(*bind),
+            policy: server::policy::Policy {
+                min_interval: Duration::from_secs(*min_interval_secs),
+                per_day: *per_day,
+                deadline: *deadline,
+                late_penalty_per_day: *late_penalty,
+                score_policy: *score_policy,
+            },
+            ..grading.options(config.data_dir.clone(), workers)
+        }),
+        Command::Worker { grading } => Some(grading.options(config.data_dir.clone(), workers)),
+        _ => None,
+    };
+    if let Some(mut options) = options {
+        options.rubric_entries = hidden.rubric().entries().len();
+        // A web tier without workers grades nothing: no engine, so no sandbox and no caches.
+        let engine = match workers {
+            0 => None,
+            _ => Some(Arc::new(Engine::new(config)?)),
+        };
+        return serve(options, engine);
+    }
     let engine = Engine::new(config)?;
     let (path, format, mode, student) = match cli.command {
         Command::Setup => {
@@ -428,44 +544,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 ExitCode::FAILURE
             });
         }
-        Command::Serve {
-            bind,
-            upload_limit,
-            drain_secs,
-            min_interval_secs,
-            per_day,
-            deadline,
-            late_penalty,
-            score_policy,
-            ..
-        } => {
-            let options = server::Options {
-                upload_limit: upload_limit.unwrap_or(engine.config().intake.max_packed_bytes),
-                data_dir: engine.config().data_dir.clone(),
-                bind,
-                workers,
-                drain: Duration::from_secs(drain_secs),
-                retry_delay: server::RETRY_DELAY,
-                policy: server::policy::Policy {
-                    min_interval: Duration::from_secs(min_interval_secs),
-                    per_day,
-                    deadline,
-                    late_penalty_per_day: late_penalty,
-                    score_policy,
-                },
-            };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(CliError::Runtime)?;
-            let result = runtime.block_on(server::run(options, Arc::new(engine)));
-            // A grading still running after the drain time must not hold the exit: its job stays
-            // `running` and is re-queued at the next start.
-            runtime.shutdown_background();
-            result?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        Command::Roster(_)
+        Command::Serve { .. } | Command::Worker { .. } => unreachable!("served above"),
+        Command::Roster { .. }
         | Command::Check { .. }
         | Command::Login { .. }
         | Command::Submit { .. }
@@ -494,6 +574,20 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs the server or worker process of `options` until a signal stops it.
+fn serve(options: server::Options, engine: Option<Arc<Engine>>) -> Result<ExitCode, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    let result = runtime.block_on(server::run(options, engine));
+    // A grading still running after the drain time must not hold the exit: its job stays
+    // `running` and is graded again (re-queued at the next start, or when its lease runs out).
+    runtime.shutdown_background();
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Shows the engine's progress on one line of a terminal (nothing when stderr is not one).
 fn terminal_progress(p: Progress) {
     if std::io::stderr().is_terminal() {
@@ -508,13 +602,20 @@ fn terminal_progress(p: Progress) {
 }
 
 /// Runs a roster command on the data folder's database.
-fn roster(data_dir: &std::path::Path, command: &RosterCommand) -> Result<ExitCode, CliError> {
+fn roster(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+    command: &RosterCommand,
+) -> Result<ExitCode, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
     runtime.block_on(async {
-        let db = server::db::open(data_dir).await?;
+        let db = match database {
+            Some(url) => server::db::connect(url).await?,
+            None => server::db::open(data_dir).await?,
+        };
         match command {
             RosterCommand::Import { file } => {
                 let entries = server::roster::read(file)?;

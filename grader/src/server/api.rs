@@ -2,7 +2,6 @@
 //! student's view for students, everything for instructors) and its live events.
 
 use std::convert::Infallible;
-use std::path::Path as FsPath;
 
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
@@ -13,14 +12,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt as _;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Caller;
-use super::db::{now_ms, write};
+use super::db::{now_ms, write, Backend};
 use super::error::AppError;
 use super::events::Update;
 use super::queue::{self, UPLOAD_PRIORITY};
+use super::uploads;
 use super::AppState;
 use crate::engine::report::Report;
 
@@ -125,11 +124,6 @@ fn from_multipart(limit: u64) -> impl Fn(MultipartError) -> AppError {
     }
 }
 
-/// Makes a rename in `dir` durable.
-fn sync_dir(dir: &FsPath) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// A stored and queued upload.
 #[derive(Debug)]
 pub struct Accepted {
@@ -203,26 +197,19 @@ pub async fn accept_upload(
             continue;
         }
         let file_name = clean_file_name(field.file_name());
-        let tmp = tempfile::Builder::new()
-            .prefix(".upload-")
-            .tempfile_in(state.uploads_dir())?;
-        let mut out = tokio::fs::File::from_std(tmp.as_file().try_clone()?);
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
+        let mut bytes = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(&to_app)? {
-            size += chunk.len() as u64;
-            if size > limit {
-                // Answered before the rest is read; the partial file is deleted with `tmp`.
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                // Answered before the rest is read.
                 return Err(AppError::TooLarge(limit));
             }
-            hasher.update(&chunk);
-            out.write_all(&chunk).await?;
+            bytes.extend_from_slice(&chunk);
         }
-        out.sync_all().await?;
-        stored = Some((tmp, file_name, size, hex::encode(hasher.finalize())));
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        stored = Some((bytes, file_name, sha256));
         break;
     }
-    let (tmp, file_name, size, sha256) = stored.ok_or_else(|| {
+    let (bytes, file_name, sha256) = stored.ok_or_else(|| {
         AppError::BadRequest(
             "no file in the upload: send the archive as the form field `file` \
              (curl -F file=@02_runtime.tar.gz)"
@@ -237,25 +224,21 @@ pub async fn accept_upload(
     let (late_ms, penalty_pct) = state.policy.lateness(deadline, now);
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO submissions (person_id, created_at, file_name, size_bytes, sha256, status, \
-         late_ms, penalty_pct) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id",
+         late_ms, penalty_pct) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7) RETURNING id",
     )
     .bind(&caller.id)
     .bind(now)
     .bind(&file_name)
-    .bind(i64::try_from(size).unwrap_or(i64::MAX))
+    .bind(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
     .bind(&sha256)
     .bind(late_ms)
-    .bind(penalty_pct)
+    .bind(i64::from(penalty_pct))
     .fetch_one(&mut *tx)
     .await?;
     tracing::Span::current().record("submission", id);
+    // The bytes commit with the row: no submission without its upload, no orphan upload.
+    uploads::store(&mut tx, id, &bytes).await?;
     queue::enqueue(&mut tx, id, UPLOAD_PRIORITY).await?;
-    // The file is in place and durable before the row commits; a crash in between leaves an
-    // orphan file, never a row without its file.
-    let path = state.upload_path(id);
-    tmp.persist(&path)
-        .map_err(|e| AppError::Internal(format!("cannot store {}: {e}", path.display())))?;
-    sync_dir(&state.uploads_dir())?;
     tx.commit().await?;
     state.gradebook.invalidate();
     state.wake.notify_one();
@@ -264,7 +247,7 @@ pub async fn accept_upload(
         id,
         position,
         sha256,
-        size_bytes: size,
+        size_bytes: bytes.len() as u64,
         late_ms,
         penalty_pct: penalty_pct.into(),
     })
@@ -274,7 +257,7 @@ pub async fn accept_upload(
 /// that ids of other students' submissions reveal nothing.
 pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Row, AppError> {
     let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
-    let row: Option<Row> = sqlx::query_as(select_rows!("WHERE id = ?"))
+    let row: Option<Row> = sqlx::query_as(select_rows!("WHERE id = $1"))
         .bind(id)
         .fetch_optional(&state.db)
         .await?;
@@ -387,7 +370,11 @@ async fn download(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let row = visible(&state, &caller, &id).await?;
-    let bytes = tokio::fs::read(state.upload_path(row.id)).await?;
+    let bytes = uploads::read(&state.db, &state.data_dir, row.id)
+        .await?
+        .ok_or_else(|| {
+            AppError::Internal(format!("the upload of submission {} is missing", row.id))
+        })?;
     // The stored name is the client's: only safe characters go into the header.
     let name: String = row
         .file_name
@@ -414,7 +401,7 @@ async fn download(
 }
 
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, AppError> {
-    let rows: Vec<Row> = sqlx::query_as(select_rows!("WHERE person_id = ? ORDER BY id DESC"))
+    let rows: Vec<Row> = sqlx::query_as(select_rows!("WHERE person_id = $1 ORDER BY id DESC"))
         .bind(&caller.id)
         .fetch_all(&state.db)
         .await?;
@@ -427,14 +414,19 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
 
 /// The submission's state now, as an update.
 async fn current(state: &AppState, id: i64) -> Result<Update, AppError> {
-    let (status, score, max_score, tests): (String, Option<i64>, Option<i64>, Option<i64>) =
-        sqlx::query_as(
+    // Counts the report's tests without reading it into the server; each database spells it.
+    let query = match Backend::of(&state.db) {
+        Backend::Sqlite => {
             "SELECT status, score, max_score, json_array_length(report, '$.tests') \
-             FROM submissions WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_one(&state.db)
-        .await?;
+             FROM submissions WHERE id = $1"
+        }
+        Backend::Postgres => {
+            "SELECT status, score, max_score, json_array_length(CAST(report AS JSON) -> 'tests') \
+             FROM submissions WHERE id = $1"
+        }
+    };
+    let (status, score, max_score, tests): (String, Option<i64>, Option<i64>, Option<i64>) =
+        sqlx::query_as(query).bind(id).fetch_one(&state.db).await?;
     let tests = tests.map_or_else(
         || state.hidden_test_count(),
         |t| usize::try_from(t).unwrap_or(0),

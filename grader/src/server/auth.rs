@@ -9,7 +9,7 @@ use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use sha2::{Digest as _, Sha256};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{AnyConnection, AnyPool};
 
 use super::db::{now_ms, write};
 use super::error::AppError;
@@ -74,18 +74,15 @@ pub fn token_hash(token: &str) -> String {
 
 /// Issues a new token for `person_id`, revoking every older one, and returns it (the only time it
 /// is seen in clear). Runs inside the caller's transaction.
-pub async fn issue_token(
-    tx: &mut SqliteConnection,
-    person_id: &str,
-) -> Result<String, sqlx::Error> {
+pub async fn issue_token(tx: &mut AnyConnection, person_id: &str) -> Result<String, sqlx::Error> {
     let token = new_token();
     let now = now_ms();
-    sqlx::query("UPDATE tokens SET revoked_at = ? WHERE person_id = ? AND revoked_at IS NULL")
+    sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE person_id = $2 AND revoked_at IS NULL")
         .bind(now)
         .bind(person_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO tokens (person_id, sha256, created_at) VALUES (?, ?, ?)")
+    sqlx::query("INSERT INTO tokens (person_id, sha256, created_at) VALUES ($1, $2, $3)")
         .bind(person_id)
         .bind(token_hash(&token))
         .bind(now)
@@ -95,10 +92,10 @@ pub async fn issue_token(
 }
 
 /// The person holding an unrevoked `token`, if any.
-pub async fn caller_of_token(db: &SqlitePool, token: &str) -> Result<Option<Caller>, AppError> {
+pub async fn caller_of_token(db: &AnyPool, token: &str) -> Result<Option<Caller>, AppError> {
     let row: Option<(String, String)> = sqlx::query_as(
         "SELECT p.id, p.role FROM tokens t JOIN people p ON p.id = t.person_id \
-         WHERE t.sha256 = ? AND t.revoked_at IS NULL",
+         WHERE t.sha256 = $1 AND t.revoked_at IS NULL",
     )
     .bind(token_hash(token))
     .fetch_optional(db)
@@ -138,19 +135,19 @@ impl Session {
 
 /// Opens a session for `person_id` (dropping expired ones of everybody) and returns the cookie's
 /// value, the only time it is seen in clear.
-pub async fn open_session(db: &SqlitePool, person_id: &str) -> Result<String, sqlx::Error> {
+pub async fn open_session(db: &AnyPool, person_id: &str) -> Result<String, sqlx::Error> {
     let cookie = hex::encode(rand::random::<[u8; 32]>());
     let csrf = hex::encode(rand::random::<[u8; 32]>());
     let now = now_ms();
     let ttl = i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX);
     let mut tx = write(db).await?;
-    sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+    sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
         .bind(now)
         .execute(&mut *tx)
         .await?;
     sqlx::query(
         "INSERT INTO sessions (sha256, person_id, csrf, created_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(token_hash(&cookie))
     .bind(person_id)
@@ -164,8 +161,8 @@ pub async fn open_session(db: &SqlitePool, person_id: &str) -> Result<String, sq
 }
 
 /// Ends the session of `cookie` (logging out).
-pub async fn close_session(db: &SqlitePool, cookie: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM sessions WHERE sha256 = ?")
+pub async fn close_session(db: &AnyPool, cookie: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE sha256 = $1")
         .bind(token_hash(cookie))
         .execute(db)
         .await?;
@@ -174,10 +171,10 @@ pub async fn close_session(db: &SqlitePool, cookie: &str) -> Result<(), sqlx::Er
 
 /// The live session of `cookie`: not expired, and opened after the person's current token was
 /// issued (a new token, which revokes the old one, also ends the sessions opened with it).
-pub async fn session(db: &SqlitePool, cookie: &str) -> Result<Option<Session>, AppError> {
+pub async fn session(db: &AnyPool, cookie: &str) -> Result<Option<Session>, AppError> {
     let row: Option<(String, String, String)> = sqlx::query_as(
         "SELECT p.id, p.role, s.csrf FROM sessions s JOIN people p ON p.id = s.person_id \
-         WHERE s.sha256 = ? AND s.expires_at > ? AND EXISTS (SELECT 1 FROM tokens t \
+         WHERE s.sha256 = $1 AND s.expires_at > $2 AND EXISTS (SELECT 1 FROM tokens t \
            WHERE t.person_id = s.person_id AND t.revoked_at IS NULL \
            AND t.created_at <= s.created_at)",
     )

@@ -1,14 +1,42 @@
-//! The server's SQLite database: opening `DATA_DIR/grader.db` (WAL, foreign keys, busy timeout) and
-//! applying the migrations of the top-level `migrations/` folder.
+//! The server's database, SQLite (one machine, the default: `DATA_DIR/grader.db`) or PostgreSQL
+//! (shared by a web tier and `grader worker`s on many machines), through sqlx's `Any` driver:
+//! opening it, applying its backend's migrations (`migrations/sqlite/`, `migrations/postgres/`),
+//! and write transactions that serialise writers on both.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor as _, Transaction};
 
 /// The database file's name inside the data folder.
 pub const DB_FILE: &str = "grader.db";
+
+/// Which database engine a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file: one process owns it.
+    Sqlite,
+    /// A PostgreSQL server: any number of processes share it.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of `url`, by its scheme (`sqlite:`, `postgres:` or `postgresql:`).
+    pub fn of_url(url: &str) -> Option<Backend> {
+        let scheme = url.split(':').next()?;
+        match scheme {
+            "sqlite" => Some(Backend::Sqlite),
+            "postgres" | "postgresql" => Some(Backend::Postgres),
+            _ => None,
+        }
+    }
+
+    /// The backend `db` was opened on.
+    pub fn of(db: &AnyPool) -> Backend {
+        Backend::of_url(db.connect_options().database_url.as_str()).unwrap_or(Backend::Sqlite)
+    }
+}
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -21,64 +49,134 @@ pub enum DbError {
         /// Why.
         source: std::io::Error,
     },
-    /// SQLite refused to open or create the file.
-    #[error("cannot open the database {path}: {source}")]
+    /// The URL names no database this grader knows.
+    #[error(
+        "unsupported database URL {0:?}: use sqlite://FILE or postgres://USER:PASSWORD@HOST/DB"
+    )]
+    Url(String),
+    /// The database refused to open (or create) it.
+    #[error("cannot open the database {url}: {source}")]
     Open {
-        /// The database file.
-        path: String,
+        /// The database, its password hidden.
+        url: String,
         /// Why.
         source: sqlx::Error,
     },
     /// A migration failed (or the database is newer than this grader).
-    #[error("cannot migrate the database {path}: {source}")]
+    #[error("cannot migrate the database {url}: {source}")]
     Migrate {
-        /// The database file.
-        path: String,
+        /// The database, its password hidden.
+        url: String,
         /// Why.
         source: sqlx::migrate::MigrateError,
     },
 }
 
-/// Opens (creating it and its folder if needed) and migrates the database in `data_dir`.
-pub async fn open(data_dir: &Path) -> Result<SqlitePool, DbError> {
+/// The default database: `DATA_DIR/grader.db`, as a URL that creates the file if missing.
+pub fn default_url(data_dir: &Path) -> String {
+    let path = data_dir.join(DB_FILE).display().to_string();
+    // The path is percent-decoded by sqlx; escape what a URL would read otherwise.
+    let path = path
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    format!("sqlite://{path}?mode=rwc")
+}
+
+/// Opens (creating it and its folder if needed) and migrates the SQLite database in `data_dir`.
+pub async fn open(data_dir: &Path) -> Result<AnyPool, DbError> {
     std::fs::create_dir_all(data_dir).map_err(|source| DbError::Folder {
         path: data_dir.display().to_string(),
         source,
     })?;
-    let path = data_dir.join(DB_FILE);
-    let shown = path.display().to_string();
-    let options = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // In WAL mode, NORMAL survives a crash of the process (not of the machine) and a commit
-        // is then on disk before the upload's 202.
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
-        .await
-        .map_err(|source| DbError::Open {
-            path: shown.clone(),
-            source,
-        })?;
-    sqlx::migrate!("../migrations")
-        .run(&pool)
-        .await
-        .map_err(|source| DbError::Migrate {
-            path: shown,
-            source,
-        })?;
+    connect(&default_url(data_dir)).await
+}
+
+/// `url` with its password replaced by `***`, for messages and logs.
+pub fn shown(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            let credentials = &url[start + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!("{}:***{}", &url[..start + 3 + colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Opens and migrates the database at `url` (`sqlite://FILE?mode=rwc` or `postgres://…`).
+pub async fn connect(url: &str) -> Result<AnyPool, DbError> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(url).ok_or_else(|| DbError::Url(shown(url)))?;
+    let open_error = |source| DbError::Open {
+        url: shown(url),
+        source,
+    };
+    let options: AnyConnectOptions = url.parse().map_err(open_error)?;
+    let pool = match backend {
+        Backend::Sqlite => AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL: readers never block the writer. In WAL mode, NORMAL survives a crash
+                    // of the process (not of the machine): a commit is on disk before the
+                    // upload's 202. The busy timeout makes a second writer wait, not fail.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(open_error)?,
+        // Each process keeps a few connections: requests, a listener and one per grading.
+        Backend::Postgres => AnyPoolOptions::new()
+            .max_connections(10)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?,
+    };
+    let migrated = match backend {
+        Backend::Sqlite => sqlx::migrate!("../migrations/sqlite").run(&pool).await,
+        Backend::Postgres => sqlx::migrate!("../migrations/postgres").run(&pool).await,
+    };
+    migrated.map_err(|source| DbError::Migrate {
+        url: shown(url),
+        source,
+    })?;
     Ok(pool)
 }
 
-/// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock at once, so a busy database
+/// Starts a write transaction that runs alone among the server's write transactions, as the
+/// checks they make before writing (a student's rate limit, a regrade's "not queued already")
+/// rely on. SQLite: `BEGIN IMMEDIATE` takes the file's write lock at once, so a busy database
 /// makes it wait (the busy timeout) instead of failing later when a read turns into a write.
-pub async fn write(db: &SqlitePool) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-    db.begin_with("BEGIN IMMEDIATE").await
+/// PostgreSQL: a transaction-scoped advisory lock, so that every statement after it sees what the
+/// previous writer committed (READ COMMITTED). The queue's claims, heartbeats and results do
+/// not take it: they touch one job each, guarded by its lease.
+pub async fn write(db: &AnyPool) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    match Backend::of(db) {
+        Backend::Sqlite => db.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => {
+            let mut tx = db.begin().await?;
+            // Through a subquery: `Any` cannot decode the function's `void`.
+            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
+                .bind(WRITE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx)
+        }
+    }
 }
+
+/// The advisory lock key of [`write`] ("grader" in ASCII): any constant other applications on
+/// the same database do not use.
+const WRITE_LOCK: i64 = 0x0000_6772_6164_6572;
 
 /// Now, in Unix milliseconds: how every time is stored.
 pub fn now_ms() -> i64 {

@@ -1,7 +1,7 @@
 //! Live progress of gradings: the workers publish [`Update`]s on a [`Hub`]; each submission's
 //! server-sent-event stream (`GET /api/submissions/{id}/events`) forwards its own.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::engine::Progress;
@@ -10,7 +10,7 @@ use crate::engine::Progress;
 const BACKLOG: usize = 1024;
 
 /// One step of a submission's grading, as its owner may see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Update {
     /// Waiting; `position` 1 is next.
@@ -96,25 +96,40 @@ impl Update {
 /// Where updates of every submission are published.
 #[derive(Debug, Clone)]
 pub struct Hub {
+    /// Every update, this process's and those relayed from others.
     tx: broadcast::Sender<(i64, Update)>,
+    /// This process's own: what it relays to the others (relaying theirs back would echo forever).
+    own: broadcast::Sender<(i64, Update)>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Hub {
             tx: broadcast::channel(BACKLOG).0,
+            own: broadcast::channel(BACKLOG).0,
         }
     }
 }
 
 impl Hub {
-    /// Publishes an update of `submission_id` (nobody listening is fine).
+    /// Publishes an update of `submission_id` made by this process (nobody listening is fine).
     pub fn publish(&self, submission_id: i64, update: Update) {
+        let _ = self.own.send((submission_id, update.clone()));
+        let _ = self.tx.send((submission_id, update));
+    }
+
+    /// Publishes an update of `submission_id` that another process made.
+    pub fn republish(&self, submission_id: i64, update: Update) {
         let _ = self.tx.send((submission_id, update));
     }
 
     /// Listens to every update from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<(i64, Update)> {
         self.tx.subscribe()
+    }
+
+    /// Listens to this process's own updates from now on.
+    pub fn subscribe_own(&self) -> broadcast::Receiver<(i64, Update)> {
+        self.own.subscribe()
     }
 }

@@ -138,7 +138,7 @@ WITH ranked AS (
   SELECT s.id, s.person_id, s.status, s.score, s.final_score, s.max_score, s.late_ms,
          s.penalty_pct, s.categories,
          ROW_NUMBER() OVER (PARTITION BY s.person_id ORDER BY
-           CASE WHEN ?1 THEN s.final_score END DESC, s.id * CASE WHEN ?1 THEN 1 ELSE -1 END) AS rn
+           CASE WHEN $1 THEN s.final_score END DESC, s.id * CASE WHEN $1 THEN 1 ELSE -1 END) AS rn
   FROM submissions s
   WHERE s.final_score IS NOT NULL AND s.status IN ('graded', 'rejected', 'build_failed')
 ), counts AS (

@@ -1,6 +1,7 @@
 //! `GET /metrics` in the Prometheus text format: HTTP requests by route and status, gradings by
-//! outcome, grading and queue-wait duration histograms (kept in memory since start), and the queue
-//! and submissions by status (read from the database at each scrape).
+//! outcome, grading and queue-wait duration histograms (kept in memory since start: this process's
+//! own workers only), and, read from the shared database at each scrape, the queue, submissions by
+//! status and the grading processes alive on any machine.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +13,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::cluster;
 use super::error::AppError;
 use super::AppState;
 
@@ -113,7 +115,15 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError
         sqlx::query_as("SELECT status, COUNT(*) FROM submissions GROUP BY status")
             .fetch_all(&state.db)
             .await?;
+    let (processes, slots) = cluster::alive(&state.db, state.lease).await?;
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP grader_worker_processes Grading processes (any machine) that beat within a lease.\n\
+         # TYPE grader_worker_processes gauge\ngrader_worker_processes {processes}\n\
+         # HELP grader_worker_slots Their workers (jobs they can grade at once).\n\
+         # TYPE grader_worker_slots gauge\ngrader_worker_slots {slots}"
+    );
     out.push_str("# HELP grader_jobs Jobs waiting or running, by kind and state.\n# TYPE grader_jobs gauge\n");
     for kind in ["grade", "regrade"] {
         for st in ["queued", "running"] {
@@ -135,7 +145,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError
         for (outcome, n) in &m.gradings {
             let _ = writeln!(out, "grader_gradings_total{{outcome=\"{outcome}\"}} {n}");
         }
-        m.grading.render(&mut out, "grader_grading_seconds", "Time a worker spent on one grading.");
+        m.grading.render(&mut out, "grader_grading_seconds", "Time a worker of this process spent on one grading.");
         m.queue_wait.render(&mut out, "grader_queue_wait_seconds", "Time a job waited in the queue before a worker claimed it.");
         out.push_str("# HELP grader_http_requests_total HTTP requests since start, by route and status.\n# TYPE grader_http_requests_total counter\n");
         for ((route, status), n) in &m.http {

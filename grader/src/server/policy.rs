@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::auth::Caller;
 use super::db::{now_ms, write};
@@ -81,25 +81,30 @@ impl Policy {
     /// Where `person` stands against the rate limit at `now`.
     pub async fn quota(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         person: &str,
         now: i64,
     ) -> Result<Quota, sqlx::Error> {
         let (used_today, last): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM submissions WHERE person_id = ?1 AND created_at > ?2), \
-                    (SELECT MAX(created_at) FROM submissions WHERE person_id = ?1)",
+            "SELECT (SELECT COUNT(*) FROM submissions WHERE person_id = $1 AND created_at > $2), \
+                    (SELECT MAX(created_at) FROM submissions WHERE person_id = $1)",
         )
         .bind(person)
         .bind(now - DAY_MS)
         .fetch_one(&mut *conn)
         .await?;
         let interval = i64::try_from(self.min_interval.as_millis()).unwrap_or(i64::MAX);
-        let mut next = last.map_or(i64::MIN, |l| l.saturating_add(interval));
+        // Without an interval, none applies: a concurrent upload that committed after `now` was
+        // taken is no reason to wait.
+        let mut next = match last {
+            Some(l) if interval > 0 => l.saturating_add(interval),
+            _ => i64::MIN,
+        };
         if self.per_day > 0 && used_today >= i64::from(self.per_day) {
             // The window frees a place when the per_day-th latest upload is a day old.
             let (nth,): (i64,) = sqlx::query_as(
-                "SELECT created_at FROM submissions WHERE person_id = ? \
-                 ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+                "SELECT created_at FROM submissions WHERE person_id = $1 \
+                 ORDER BY created_at DESC LIMIT 1 OFFSET $2",
             )
             .bind(person)
             .bind(i64::from(self.per_day) - 1)
@@ -116,7 +121,7 @@ impl Policy {
     /// Refuses an upload of `caller` at `now` over the rate limit (instructors have none).
     pub async fn admit(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         caller: &Caller,
         now: i64,
     ) -> Result<(), AppError> {
@@ -149,11 +154,11 @@ impl Policy {
     /// The deadline that applies to `person`: their extension when it is later than the course's.
     pub async fn deadline_for(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         person: &str,
     ) -> Result<Option<i64>, sqlx::Error> {
         let extension: Option<(i64,)> =
-            sqlx::query_as("SELECT deadline FROM extensions WHERE person_id = ?")
+            sqlx::query_as("SELECT deadline FROM extensions WHERE person_id = $1")
                 .bind(person)
                 .fetch_optional(&mut *conn)
                 .await?;
@@ -222,7 +227,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>
     let now = now_ms();
     let mut conn = state.db.acquire().await?;
     let (name, email): (String, String) =
-        sqlx::query_as("SELECT name, email FROM people WHERE id = ?")
+        sqlx::query_as("SELECT name, email FROM people WHERE id = $1")
             .bind(&caller.id)
             .fetch_one(&mut *conn)
             .await?;
@@ -232,7 +237,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>
         ($order:literal) => {
             concat!(
                 "SELECT id, status, score, final_score, max_score, late_ms, penalty_pct ",
-                "FROM submissions WHERE person_id = ? AND final_score IS NOT NULL ",
+                "FROM submissions WHERE person_id = $1 AND final_score IS NOT NULL ",
                 "AND status IN ('graded', 'rejected', 'build_failed') ORDER BY ",
                 $order,
                 " LIMIT 1"
@@ -248,7 +253,7 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>
         .fetch_optional(&mut *conn)
         .await?;
     let (submissions,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM submissions WHERE person_id = ?")
+        sqlx::query_as("SELECT COUNT(*) FROM submissions WHERE person_id = $1")
             .bind(&caller.id)
             .fetch_one(&mut *conn)
             .await?;
@@ -345,13 +350,13 @@ async fn grant_extension(
 
 /// Grants (or replaces) `person`'s extension to `until`; `false` when nobody has that id.
 pub async fn extend(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     person: &str,
     until: i64,
     reason: Option<&str>,
     granted_by: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let known: Option<(String,)> = sqlx::query_as("SELECT id FROM people WHERE id = ?")
+    let known: Option<(String,)> = sqlx::query_as("SELECT id FROM people WHERE id = $1")
         .bind(person)
         .fetch_optional(&mut *conn)
         .await?;
@@ -360,7 +365,7 @@ pub async fn extend(
     }
     sqlx::query(
         "INSERT INTO extensions (person_id, deadline, reason, granted_by, created_at) \
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT (person_id) DO UPDATE SET deadline = excluded.deadline, \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (person_id) DO UPDATE SET deadline = excluded.deadline, \
          reason = excluded.reason, granted_by = excluded.granted_by, created_at = excluded.created_at",
     )
     .bind(person)

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::auth::Caller;
 use super::db::{now_ms, write};
 use super::error::AppError;
-use super::queue::REGRADE_PRIORITY;
+use super::queue::{self, REGRADE_PRIORITY};
 use super::time::format_ms;
 use super::AppState;
 
@@ -38,7 +38,9 @@ struct Scope {
 /// `?2` (text: SQLite compares it with the integer id numerically).
 macro_rules! in_scope {
     () => {
-        "CASE ?1 WHEN 'all' THEN 1 WHEN 'submission' THEN s.id = ?2 ELSE s.person_id = ?2 END"
+        // $2 is text for both kinds: PostgreSQL gives a parameter one type.
+        "($1 = 'all' OR ($1 = 'submission' AND CAST(s.id AS TEXT) = $2) \
+         OR ($1 NOT IN ('all', 'submission') AND s.person_id = $2))"
     };
 }
 
@@ -110,7 +112,7 @@ pub async fn queue(
         return Err(AppError::NotFound);
     }
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO regrades (requested_by, scope, created_at) VALUES (?, ?, ?) RETURNING id",
+        "INSERT INTO regrades (requested_by, scope, created_at) VALUES ($1, $2, $3) RETURNING id",
     )
     .bind(requested_by)
     .bind(&described)
@@ -119,7 +121,7 @@ pub async fn queue(
     .await?;
     let queued = sqlx::query(concat!(
         "INSERT INTO jobs (submission_id, kind, state, priority, created_at, regrade_id) \
-         SELECT s.id, 'regrade', 'queued', ?3, ?4, ?5 FROM submissions s WHERE ",
+         SELECT s.id, 'regrade', 'queued', $3, $4, $5 FROM submissions s WHERE ",
         in_scope!(),
         " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.submission_id = s.id \
          AND j.state IN ('queued', 'running')) ORDER BY s.id"
@@ -132,6 +134,7 @@ pub async fn queue(
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    queue::announce(&mut tx).await?;
     tx.commit().await?;
     state.wake.notify_waiters();
     let queued = i64::try_from(queued).unwrap_or(i64::MAX);
@@ -204,15 +207,15 @@ pub struct Progress {
 /// The progress of regrade `id` (404 when there is none).
 pub async fn progress_of(state: &AppState, id: i64) -> Result<Progress, AppError> {
     let head: Option<(String, String, i64)> =
-        sqlx::query_as("SELECT requested_by, scope, created_at FROM regrades WHERE id = ?")
+        sqlx::query_as("SELECT requested_by, scope, created_at FROM regrades WHERE id = $1")
             .bind(id)
             .fetch_optional(&state.db)
             .await?;
     let (requested_by, scope, created_at) = head.ok_or(AppError::NotFound)?;
     let (total, queued, running, done, error): (i64, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'running'), 0), \
-         COALESCE(SUM(state = 'done'), 0), COALESCE(SUM(state = 'error'), 0) \
-         FROM jobs WHERE regrade_id = ?",
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE state = 'queued'), \
+         COUNT(*) FILTER (WHERE state = 'running'), COUNT(*) FILTER (WHERE state = 'done'), \
+         COUNT(*) FILTER (WHERE state = 'error') FROM jobs WHERE regrade_id = $1",
     )
     .bind(id)
     .fetch_one(&state.db)

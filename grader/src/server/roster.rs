@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use super::auth::{issue_token, Role};
 use super::db::{now_ms, write};
@@ -113,21 +113,18 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, RosterError> {
 
 /// Creates or updates everyone in `entries` in one transaction; returns the new people's ids with
 /// their tokens (people already known keep theirs).
-pub async fn import(
-    db: &SqlitePool,
-    entries: &[Entry],
-) -> Result<Vec<(String, String)>, RosterError> {
+pub async fn import(db: &AnyPool, entries: &[Entry]) -> Result<Vec<(String, String)>, RosterError> {
     let now = now_ms();
     let mut created = Vec::new();
     let mut tx = write(db).await?;
     for e in entries {
-        let existed: Option<(String,)> = sqlx::query_as("SELECT id FROM people WHERE id = ?")
+        let existed: Option<(String,)> = sqlx::query_as("SELECT id FROM people WHERE id = $1")
             .bind(&e.id)
             .fetch_optional(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO people (id, name, email, role, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email, \
              role = excluded.role, updated_at = excluded.updated_at",
         )
@@ -149,8 +146,8 @@ pub async fn import(
 }
 
 /// Issues a new token for `id`, revoking the old one.
-pub async fn new_token(db: &SqlitePool, id: &str) -> Result<String, RosterError> {
-    let known: Option<(String,)> = sqlx::query_as("SELECT id FROM people WHERE id = ?")
+pub async fn new_token(db: &AnyPool, id: &str) -> Result<String, RosterError> {
+    let known: Option<(String,)> = sqlx::query_as("SELECT id FROM people WHERE id = $1")
         .bind(id)
         .fetch_optional(db)
         .await?;
@@ -165,7 +162,7 @@ pub async fn new_token(db: &SqlitePool, id: &str) -> Result<String, RosterError>
 
 /// Gives `id` their own deadline `until` (Unix ms); returns it in RFC 3339.
 pub async fn extend(
-    db: &SqlitePool,
+    db: &AnyPool,
     id: &str,
     until: i64,
     reason: Option<&str>,

@@ -1,5 +1,6 @@
 //! Grading workers: each claims a job, grades its stored upload through the [`Engine`] on a
-//! blocking thread (never on the async runtime), and stores the report or the internal error.
+//! blocking thread (never on the async runtime) while renewing the job's lease, and stores the
+//! report or the internal error.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +11,8 @@ use tracing::Instrument as _;
 
 use super::db::now_ms;
 use super::events::Update;
-use super::queue::{self, Claimed};
+use super::queue::{self, Claimed, Failed};
+use super::uploads;
 use super::AppState;
 use crate::engine::report::Report;
 use crate::engine::suite::HiddenTests;
@@ -29,7 +31,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     while !*stop.borrow() {
-        match queue::claim(&state.db, &name).await {
+        match queue::claim(&state.db, &name, state.lease).await {
             Ok(Some(job)) => grade(&state, &engine, &name, job).await,
             Ok(None) => {
                 tokio::select! {
@@ -54,7 +56,27 @@ pub async fn run(
 /// Grades one claimed job and records the outcome, in a span naming the submission.
 async fn grade(state: &AppState, engine: &Arc<Engine>, name: &str, job: Claimed) {
     let span = tracing::info_span!("grading", submission = job.submission_id, job = job.id, kind = %job.kind, worker = %name);
+    let heartbeat = tokio::spawn(renew(state.clone(), job.clone()).instrument(span.clone()));
     grade_in_span(state, engine, job).instrument(span).await;
+    heartbeat.abort();
+}
+
+/// Renews `job`'s lease every third of it, for as long as the grading runs (a worker that stops
+/// renewing it, dead or cut off, loses the job to another).
+async fn renew(state: AppState, job: Claimed) {
+    let mut every = tokio::time::interval(state.lease / 3);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match queue::heartbeat(&state.db, &job, state.lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("lost the lease: the job went back to the queue");
+                return;
+            }
+            Err(e) => tracing::warn!("cannot renew the lease: {e}"),
+        }
+    }
 }
 
 async fn grade_in_span(state: &AppState, engine: &Arc<Engine>, job: Claimed) {
@@ -68,7 +90,11 @@ async fn grade_in_span(state: &AppState, engine: &Arc<Engine>, job: Claimed) {
             let status = queue::status_name(report.status);
             queue::finish(&state.db, &job, &report, &version)
                 .await
-                .map(|()| {
+                .map(|stored| {
+                    if !stored {
+                        tracing::warn!("lost the lease before storing the result: not stored");
+                        return;
+                    }
                     state.metrics.grading(status, waited, took);
                     tracing::info!(score = report.score, "{status}");
                     state.events.publish(
@@ -86,11 +112,13 @@ async fn grade_in_span(state: &AppState, engine: &Arc<Engine>, job: Claimed) {
             tracing::error!(attempt = job.attempts, "grading failed: {error}");
             queue::fail(&state.db, &job, &error, state.retry_delay)
                 .await
-                .map(|retried| {
-                    if retried {
+                .map(|failed| match failed {
+                    Failed::Lost => tracing::warn!("lost the lease before storing the error"),
+                    Failed::Retried => {
                         state.metrics.grading("retried", waited, took);
                         state.wake.notify_one();
-                    } else {
+                    }
+                    Failed::Final => {
                         state.metrics.grading("error", waited, took);
                         state.events.publish(
                             sub,
@@ -121,20 +149,17 @@ async fn attempt(
 ) -> Result<(Report, String), String> {
     let sub = job.submission_id;
     let (file_name, sha256): (String, String) =
-        sqlx::query_as("SELECT file_name, sha256 FROM submissions WHERE id = ?")
+        sqlx::query_as("SELECT file_name, sha256 FROM submissions WHERE id = $1")
             .bind(sub)
             .fetch_one(&state.db)
             .await
             .map_err(|e| format!("database: {e}"))?;
-    let path = state.upload_path(sub);
-    let bytes = tokio::fs::read(&path)
+    let bytes = uploads::read(&state.db, &state.data_dir, sub)
         .await
-        .map_err(|e| format!("cannot read the stored upload {}: {e}", path.display()))?;
+        .map_err(|e| format!("cannot read the stored upload: {e}"))?
+        .ok_or("cannot read the stored upload: it is missing")?;
     if hex::encode(Sha256::digest(&bytes)) != sha256 {
-        return Err(format!(
-            "the stored upload {} does not match its SHA-256",
-            path.display()
-        ));
+        return Err("the stored upload does not match its SHA-256".into());
     }
     let engine = Arc::clone(engine);
     let events = state.events.clone();

@@ -147,3 +147,15 @@ pub fn open_policy() -> grader::server::policy::Policy {
         ..Default::default()
     }
 }
+
+/// A report scoring `score` of 100, for tests that store a grading without running one.
+pub fn report_scoring(score: u32) -> grader::engine::report::Report {
+    let mut report = grader::engine::report::Report::unscored(
+        Vec::new(),
+        &Default::default(),
+        grader::engine::report::LimitsReport::default(),
+    );
+    report.score = score;
+    report.max_score = 100;
+    report
+}

@@ -115,7 +115,7 @@ impl Layout {
 
     /// The frame of `session`'s pages.
     async fn of(state: &AppState, session: &Session) -> Result<Layout, AppError> {
-        let (name,): (String,) = sqlx::query_as("SELECT name FROM people WHERE id = ?")
+        let (name,): (String,) = sqlx::query_as("SELECT name FROM people WHERE id = $1")
             .bind(&session.caller.id)
             .fetch_one(&state.db)
             .await?;

@@ -65,7 +65,7 @@ async fn lines(state: &AppState, person_id: &str) -> Result<Vec<Line>, AppError>
         "SELECT id, created_at, file_name, status, COALESCE(final_score, score) AS score, \
          max_score, late_ms, penalty_pct \
          FROM submissions \
-         WHERE person_id = ? ORDER BY id DESC",
+         WHERE person_id = $1 ORDER BY id DESC",
     )
     .bind(person_id)
     .fetch_all(&state.db)
@@ -239,7 +239,7 @@ async fn student(
         return Err(AppError::NotFound.into());
     }
     let (name, email): (String, String) =
-        sqlx::query_as("SELECT name, email FROM people WHERE id = ?")
+        sqlx::query_as("SELECT name, email FROM people WHERE id = $1")
             .bind(&id)
             .fetch_optional(&state.db)
             .await?

@@ -18,6 +18,7 @@ use crate::engine::archive;
 use crate::engine::report::{Diagnostic, IgnoredFile, Outcome, Report, TestResult};
 use crate::server::api::{visible, Row, ERROR_FOR_STUDENT};
 use crate::server::error::AppError;
+use crate::server::uploads;
 use crate::server::{queue, AppState};
 
 /// The submission page's route.
@@ -236,7 +237,7 @@ impl ReportView {
 /// The submitted source files, unpacked again from the stored upload (empty when it cannot be
 /// read: then it was refused at intake, and the report says why).
 async fn source_files(state: &AppState, row: &Row) -> BTreeMap<String, String> {
-    let Ok(bytes) = tokio::fs::read(state.upload_path(row.id)).await else {
+    let Ok(Some(bytes)) = uploads::read(&state.db, &state.data_dir, row.id).await else {
         return BTreeMap::new();
     };
     archive::from_bytes(&row.file_name, &bytes, &archive::Limits::default())
@@ -289,7 +290,7 @@ async fn show(
         }
     });
     let owner = if instructor {
-        let (name,): (String,) = sqlx::query_as("SELECT name FROM people WHERE id = ?")
+        let (name,): (String,) = sqlx::query_as("SELECT name FROM people WHERE id = $1")
             .bind(&row.person_id)
             .fetch_one(&state.db)
             .await?;
