@@ -27,15 +27,74 @@ fn compose_file_is_valid() {
     ) {
         return;
     }
-    let out = Command::new("docker-compose")
-        .current_dir(repo())
-        .args(["-f", "docker-compose.yml", "config", "-q"])
-        .output()
-        .unwrap();
+    let config = |file: &str, password: Option<&str>| {
+        let mut command = Command::new("docker-compose");
+        command
+            .current_dir(repo())
+            .args(["-f", file, "config", "-q"])
+            .env_remove("POSTGRES_PASSWORD");
+        if let Some(password) = password {
+            command.env("POSTGRES_PASSWORD", password);
+        }
+        command.output().unwrap()
+    };
+    for (file, password) in [
+        ("docker-compose.yml", None),
+        ("docker-compose.scale.yml", Some("a-long-random-string")),
+    ] {
+        let out = config(file, password);
+        assert!(
+            out.status.success(),
+            "docker-compose -f {file} config: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Without a database password the scale-out file refuses to start, and says what is missing.
+    let out = config("docker-compose.scale.yml", None);
     assert!(
-        out.status.success(),
-        "docker-compose config: {}",
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("POSTGRES_PASSWORD"),
+        "docker-compose.scale.yml without POSTGRES_PASSWORD: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The items of the list `key:` of `service` in a compose file (`- item` lines), in order.
+fn service_list(compose: &str, service: &str, key: &str) -> Vec<String> {
+    let mut lines = compose
+        .lines()
+        .skip_while(|l| l.trim_end() != format!("  {service}:"))
+        .skip(1)
+        .take_while(|l| l.trim().is_empty() || l.starts_with("    ") || l.starts_with("  #"));
+    lines
+        .by_ref()
+        .find(|l| l.trim_end() == format!("    {key}:"))
+        .unwrap_or_else(|| panic!("{service} has no {key}"));
+    lines
+        .map_while(|l| l.trim().strip_prefix("- "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn scaled_out_workers_get_exactly_the_single_machine_sandbox_settings() {
+    let single = read("docker-compose.yml");
+    let scaled = read("docker-compose.scale.yml");
+    for key in ["security_opt", "cap_drop", "cap_add"] {
+        let want = service_list(&single, "grader", key);
+        assert!(!want.is_empty(), "grader's {key} is empty");
+        assert_eq!(
+            service_list(&scaled, "worker", key),
+            want,
+            "the scale-out worker's {key} differs from docker-compose.yml's grader"
+        );
+    }
+    // The web tier runs no sandbox: it keeps Docker's default confinement, with no capability.
+    assert_eq!(service_list(&scaled, "web", "cap_drop"), ["ALL"]);
+    assert!(
+        !service_list(&scaled, "web", "security_opt")
+            .iter()
+            .any(|o| o.contains("unconfined")),
+        "the web tier lifts a confinement it does not need"
     );
 }
 
@@ -57,11 +116,11 @@ fn dockerfile_passes_hadolint() {
     );
 }
 
-/// The `GRADER_*` variables the compose file's `environment:` block and the Dockerfile's `ENV`
+/// The `GRADER_*` variables the compose files' `environment:` blocks and the Dockerfile's `ENV`
 /// lines set.
 fn variables_set() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    let compose = read("docker-compose.yml");
+    let compose = read("docker-compose.yml") + &read("docker-compose.scale.yml");
     let mut in_env: Option<usize> = None;
     for line in compose.lines() {
         let indent = line.len() - line.trim_start().len();
@@ -162,38 +221,51 @@ fn every_variable_set_is_one_the_grader_reads() {
         names.contains("GRADER_WORKERS") && names.contains("GRADER_HIDDEN_TESTS"),
         "the parser found {names:?}"
     );
-    let known = help(&[]) + &help(&["serve"]);
+    let known = help(&[]) + &help(&["serve"]) + &help(&["worker"]);
     let unknown: Vec<_> = names
         .iter()
         .filter(|n| !known.contains(&format!("[env: {n}=")))
         .collect();
     assert!(
         unknown.is_empty(),
-        "set by the deployment files but read by no flag of `grader` or `grader serve`: {unknown:?}"
+        "set by the deployment files but read by no flag of `grader`, `grader serve` or `grader worker`: {unknown:?}"
     );
 }
 
 #[test]
 fn healthchecks_probe_healthz_and_nothing_is_privileged() {
     let compose = read("docker-compose.yml");
+    let scaled = read("docker-compose.scale.yml");
     let dockerfile = read("Dockerfile");
     for (name, text) in [
         ("docker-compose.yml", &compose),
+        ("docker-compose.scale.yml", &scaled),
         ("Dockerfile", &dockerfile),
     ] {
-        let check = text
+        let lines: Vec<&str> = text
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
-            .skip_while(|l| !l.to_ascii_lowercase().contains("healthcheck"))
-            .take(3)
-            .collect::<String>();
-        assert!(
-            check.contains("127.0.0.1:8080/healthz"),
-            "{name}: healthcheck {check:?}"
-        );
+            .collect();
+        // Every healthcheck that asks the grader (curl) asks its /healthz; each file has one.
+        let grader_checks: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.to_ascii_lowercase().contains("healthcheck"))
+            .map(|(i, _)| lines[i..(i + 3).min(lines.len())].concat())
+            .filter(|check| check.contains("curl"))
+            .collect();
+        assert!(!grader_checks.is_empty(), "{name}: no healthcheck of the grader");
+        for check in grader_checks {
+            assert!(
+                check.contains("127.0.0.1:8080/healthz"),
+                "{name}: healthcheck {check:?}"
+            );
+        }
     }
-    assert!(!compose.contains("privileged: true"), "privileged");
-    assert!(compose.contains("cap_drop:"), "capabilities not dropped");
+    for text in [&compose, &scaled] {
+        assert!(!text.contains("privileged: true"), "privileged");
+        assert!(text.contains("cap_drop:"), "capabilities not dropped");
+    }
 }
 
 #[test]
