@@ -241,7 +241,8 @@ pub fn warm_up(
 }
 
 /// Runs one cargo command in the job's sandbox (the job folder writable at /work; with
-/// `from_warm`, a copy of the warm cache becomes its target folder first).
+/// `from_warm`, a copy of the warm cache becomes its target folder first, unless the job folder
+/// was staged with one: see [`stage_warm_target`]).
 fn cargo(
     sandbox: &Sandbox,
     data: &DataDir,
@@ -252,30 +253,69 @@ fn cargo(
 ) -> Result<RunResult, SandboxError> {
     let mut script = String::from("set -e\n");
     if from_warm {
-        script.push_str(&format!(
-            "[ -d {WORK_MOUNT}/target ] || cp -a {WARM_MOUNT} {WORK_MOUNT}/target\n"
-        ));
+        script.push_str(&copy_warm_target());
     }
     script.push_str("exec cargo \"$@\"\n");
     let mut all = vec!["-c".to_string(), script, "cargo".to_string()];
     all.extend(args.iter().cloned());
+    let mut limits = limits.clone();
+    // cargo's JSON messages can be long; diagnostics must not be cut off.
+    limits.output_bytes = limits.output_bytes.max(4 << 20);
+    sandbox.run(&in_job(data, job, all, from_warm), &limits)
+}
+
+/// The shell line that copies the warm cache into the job as its target folder, unless it is
+/// there already.
+fn copy_warm_target() -> String {
+    format!("[ -d {WORK_MOUNT}/target ] || cp -a {WARM_MOUNT} {WORK_MOUNT}/target\n")
+}
+
+/// `/bin/sh` with `args` in the job's sandbox: the job folder writable at /work, the vendored
+/// crates (and, `with_warm`, the warm cache) read-only.
+fn in_job(data: &DataDir, job: &Path, args: Vec<String>, with_warm: bool) -> SandboxCommand {
     let mut ro = vec![(data.vendor(), VENDOR_MOUNT.to_string())];
-    if from_warm {
+    if with_warm {
         ro.push((data.warm_target(), WARM_MOUNT.to_string()));
     }
-    let cmd = SandboxCommand {
+    SandboxCommand {
         program: "/bin/sh".into(),
-        args: all,
+        args,
         env: job::env(),
         cwd: WORK_MOUNT.into(),
         ro_mounts: ro,
         rw_mounts: vec![(job.to_path_buf(), WORK_MOUNT.to_string())],
         stdin: None,
-    };
-    let mut limits = limits.clone();
-    // cargo's JSON messages can be long; diagnostics must not be cut off.
-    limits.output_bytes = limits.output_bytes.max(4 << 20);
-    sandbox.run(&cmd, &limits)
+    }
+}
+
+/// Copies the warm cache into an empty job folder as its target folder, in the sandbox exactly as
+/// a job's first cargo call would (same user, same command), so that a job folder can be made
+/// ready while the tests of the previous job run and the next build starts without the copy.
+pub fn stage_warm_target(
+    sandbox: &Sandbox,
+    data: &DataDir,
+    job: &Path,
+    limits: &Limits,
+) -> Result<(), BuildError> {
+    let script = format!("set -e\n{}", copy_warm_target());
+    let args = vec!["-c".to_string(), script];
+    let r = sandbox.run(&in_job(data, job, args, true), limits)?;
+    if r.status.success() && r.limit_hit.is_none() {
+        Ok(())
+    } else {
+        Err(BuildError::Io(io::Error::other(format!(
+            "copying the warm cache failed ({:?}): {}",
+            r.status,
+            String::from_utf8_lossy(&r.stderr).trim()
+        ))))
+    }
+}
+
+/// Whether the target folder of a staged job folder is a copy of the warm cache as it is now (a
+/// newer cache may have been published since it was copied).
+pub fn staged_is_current(data: &DataDir, job: &Path) -> bool {
+    std::fs::read_to_string(data.warm_target().join(cache::KEY_FILE))
+        .is_ok_and(|key| cache::is_ready(&job.join("target"), &key))
 }
 
 /// The package whose test binaries a suite runs.

@@ -252,7 +252,8 @@ pub fn dependency_key(toolchain_version: &str) -> String {
 /// have compiled the dependencies for other profiles or feature sets. Bump it when they change.
 const WARM_RECIPE: &str = "one-binary build with bins; public lib tests";
 
-const KEY_FILE: &str = ".grader-key";
+/// The file that marks a cache folder complete, holding its key.
+pub const KEY_FILE: &str = ".grader-key";
 
 /// Whether `dir` was completed for `key`.
 pub fn is_ready(dir: &Path, key: &str) -> bool {

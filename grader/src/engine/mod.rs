@@ -189,6 +189,10 @@ pub struct Engine {
     /// How long each check took when it last passed, to start the longest first.
     durations: Mutex<cache::Durations>,
     data: DataDir,
+    /// A job folder that already holds a copy of the warm cache, made while the previous job's
+    /// tests ran, for the next build to start without the copy. (Declared before `jobs`, which
+    /// holds it: fields drop in order.)
+    staged: Mutex<Option<JobDir>>,
     /// This engine's job folders and scratch files (leftovers of crashed engines are cleared first).
     jobs: JobsArea,
 }
@@ -258,6 +262,7 @@ impl Engine {
             modules,
             durations,
             data,
+            staged: Mutex::new(None),
             jobs,
         })
     }
@@ -348,7 +353,7 @@ impl Engine {
         }
 
         progress(Progress::Building);
-        let job = JobDir::create(self.jobs.path(), self.config.job_dir_bytes)?;
+        let job = self.job_dir()?;
         let suite = self.suite(mode);
         assembly::assemble(job.path(), &files, &suite)?;
         let assembled = started.elapsed();
@@ -440,17 +445,21 @@ impl Engine {
                 name: i.map_or(name, |i| shown[i].name.as_str()).to_string(),
             });
         };
-        let results = runner::run_all(
-            &self.sandbox,
-            &job::read_only(built.job.path()),
-            &self.config.test_limits,
-            &built.plan.checks,
-            runner::Lanes::new(
-                self.config.jobs * PROCESSES_PER_JOB,
-                self.config.jobs * IDLE_PROCESSES_PER_JOB,
-            ),
-            &on_done,
-        )?;
+        let results = std::thread::scope(|s| {
+            // The tests mostly wait: the next job's folder is made ready meanwhile.
+            s.spawn(|| self.stage_job_dir());
+            runner::run_all(
+                &self.sandbox,
+                &job::read_only(built.job.path()),
+                &self.config.test_limits,
+                &built.plan.checks,
+                runner::Lanes::new(
+                    self.config.jobs * PROCESSES_PER_JOB,
+                    self.config.jobs * IDLE_PROCESSES_PER_JOB,
+                ),
+                &on_done,
+            )
+        })?;
         tracing::debug!(
             processes = results.len(),
             run_ms = millis(started.elapsed()),
@@ -474,6 +483,50 @@ impl Engine {
         report.finish_scoring();
         report.timings.run_ms = millis(started.elapsed());
         Ok(report)
+    }
+
+    /// A job folder for a new build: the staged one if its copy of the warm cache is current,
+    /// else a new, empty one (whose build copies the warm cache first).
+    fn job_dir(&self) -> std::io::Result<JobDir> {
+        let staged = self.staged.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match staged {
+            Some(job) if build::staged_is_current(&self.data, job.path()) => Ok(job),
+            _ => JobDir::create(self.jobs.path(), self.config.job_dir_bytes),
+        }
+    }
+
+    /// Makes a job folder ready for the next build (see [`build::stage_warm_target`]) unless one
+    /// is. Only a head start: on failure the next build copies the warm cache itself.
+    fn stage_job_dir(&self) {
+        if self
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            return;
+        }
+        let staged = JobDir::create(self.jobs.path(), self.config.job_dir_bytes)
+            .map_err(build::BuildError::from)
+            .and_then(|job| {
+                build::stage_warm_target(
+                    &self.sandbox,
+                    &self.data,
+                    job.path(),
+                    &self.config.build_limits,
+                )?;
+                Ok(job)
+            });
+        match staged {
+            Ok(job) => {
+                let mut slot = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+                // Another grading's may have got there first; one is enough.
+                if slot.is_none() {
+                    *slot = Some(job);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot stage a job folder"),
+        }
     }
 
     /// The tests a mode runs.
