@@ -20,6 +20,7 @@ pub mod suite;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -193,6 +194,10 @@ pub struct Engine {
     /// tests ran, for the next build to start without the copy. (Declared before `jobs`, which
     /// holds it: fields drop in order.)
     staged: Mutex<Option<JobDir>>,
+    /// Test runs started so far: an engine stages job folders from its second run on, once it is
+    /// evidently grading more than one submission (a one-shot `grader grade` or `check` would
+    /// throw the copy away).
+    test_runs: std::sync::atomic::AtomicUsize,
     /// This engine's job folders and scratch files (leftovers of crashed engines are cleared first).
     jobs: JobsArea,
 }
@@ -263,6 +268,7 @@ impl Engine {
             durations,
             data,
             staged: Mutex::new(None),
+            test_runs: Default::default(),
             jobs,
         })
     }
@@ -445,9 +451,12 @@ impl Engine {
                 name: i.map_or(name, |i| shown[i].name.as_str()).to_string(),
             });
         };
+        let earlier_runs = self.test_runs.fetch_add(1, Ordering::Relaxed);
         let results = std::thread::scope(|s| {
             // The tests mostly wait: the next job's folder is made ready meanwhile.
-            s.spawn(|| self.stage_job_dir());
+            if earlier_runs > 0 {
+                s.spawn(|| self.stage_job_dir());
+            }
             runner::run_all(
                 &self.sandbox,
                 &job::read_only(built.job.path()),
