@@ -174,6 +174,8 @@ enum Stage {
 /// A built job: its folder (kept until the runs are over), the pre-filled report and the plan.
 struct Built {
     job: JobDir,
+    /// The kept target folder the job was built in, if any (locked until the runs are over).
+    kept: Option<cache::KeptTarget>,
     report: Report,
     plan: Plan,
     elapsed_before_tests: Duration,
@@ -359,9 +361,27 @@ impl Engine {
         }
 
         progress(Progress::Building);
-        let job = self.job_dir()?;
+        // A crate checked from its folder is likely checked again: it keeps its target folder.
+        let kept = match input {
+            Input::Path(path)
+                if mode == Mode::Public
+                    && self.sandbox_identity() != sandbox::Identity::Unsandboxed =>
+            {
+                Some(cache::KeptTarget::open(&self.data, path)?)
+            }
+            _ => None,
+        };
+        let job = match kept {
+            Some(_) => JobDir::create(self.jobs.path(), self.config.job_dir_bytes)?,
+            None => self.job_dir()?,
+        };
         let suite = self.suite(mode);
         assembly::assemble(job.path(), &files, &suite)?;
+        let kept_target = kept.as_ref().map(|k| k.path());
+        if kept.is_some() {
+            // The mount point, made while the job folder is still writable.
+            std::fs::create_dir_all(job.path().join("target"))?;
+        }
         let assembled = started.elapsed();
         let with_bins = mode == Mode::Hidden
             && self
@@ -372,6 +392,7 @@ impl Engine {
             &self.sandbox,
             &self.data,
             job.path(),
+            kept_target,
             &suite,
             with_bins,
             &self.config.build_limits,
@@ -385,7 +406,7 @@ impl Engine {
         }
         let listed = runner::list_tests(
             &self.sandbox,
-            &job::read_only(job.path()),
+            &job::read_only(job.path(), kept_target),
             &self.config.test_limits,
             &build.artifacts.test_binaries,
         )?;
@@ -427,6 +448,7 @@ impl Engine {
         report.timings.build_ms = millis(started.elapsed());
         Ok(Stage::Built(Built {
             job,
+            kept,
             report,
             plan,
             elapsed_before_tests: started.elapsed(),
@@ -459,7 +481,7 @@ impl Engine {
             }
             runner::run_all(
                 &self.sandbox,
-                &job::read_only(built.job.path()),
+                &job::read_only(built.job.path(), built.kept.as_ref().map(|k| k.path())),
                 &self.config.test_limits,
                 &built.plan.checks,
                 runner::Lanes::new(
