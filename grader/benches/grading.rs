@@ -4,8 +4,13 @@
 //! workspace in a warm target folder, without any sandbox — and, reported separately, the
 //! first-ever grading with a cold data folder.
 //!
+//! Then `grader check`'s pipeline (the engine on the public tests, from the crate's folder, warm)
+//! on the reference against `cargo test --lib` of the same crate (the reference with the
+//! template's public tests) after `touch src/lib.rs`, with its own warm target (target: at most
+//! 1.25).
+//!
 //! `cargo bench -p grader --bench grading [-- RUNS]` (default 5 runs each). Prints every run, the
-//! medians and the ratio grader/baseline for the reference (targets: at most 3 s, at most 0.7).
+//! medians and the ratios grader/baseline (targets: reference at most 3 s and 0.7; check 1.25).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +87,46 @@ fn baseline_workspace(dir: &Path, files: &BTreeMap<String, String>, vendor: &Pat
         ),
     )
     .unwrap();
+}
+
+/// The reference as a student's crate with the template's public tests and manifest, building
+/// offline from the vendored crates: what `grader check`'s baseline runs `cargo test --lib` in.
+fn student_crate(dir: &Path, reference: &Path, vendor: &Path) {
+    grader::cli::solutions::copy_sources(&reference.join("src"), &dir.join("src")).unwrap();
+    for (path, contents) in assembly::PUBLIC_TESTS {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+    std::fs::write(dir.join("Cargo.toml"), assembly::RUNTIME_TOML).unwrap();
+    std::fs::create_dir_all(dir.join(".cargo")).unwrap();
+    std::fs::write(
+        dir.join(".cargo/config.toml"),
+        format!(
+            "[source.crates-io]\nreplace-with = \"vendored\"\n[source.vendored]\ndirectory = \"{}\"\n",
+            vendor.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// `cargo test --lib` of the student's crate after `touch src/lib.rs` (its target warm).
+fn cargo_test_lib(dir: &Path) -> Duration {
+    let lib = dir.join("src/lib.rs");
+    std::fs::write(&lib, std::fs::read(&lib).unwrap()).unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO"))
+        .args(["test", "--offline", "--lib", "-q"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        out.status.success(),
+        "check baseline failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    elapsed
 }
 
 fn cargo_test(dir: &Path, target: &Path) -> Duration {
@@ -234,5 +279,58 @@ fn main() {
     println!(
         "median baseline (bare warm cargo test of the reference's workspace) {}; targets: reference <= 3 s and <= 0.7 x baseline",
         secs(p)
+    );
+
+    // `grader check`: a public-only engine (a data folder of its own, sharing the toolchain and
+    // vendored crates) on the reference's folder, against `cargo test --lib` of the same crate.
+    let check_dir = tempfile::Builder::new()
+        .prefix("grader-bench-check")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    for part in ["toolchain", "vendor"] {
+        std::os::unix::fs::symlink(cold_dir.path().join(part), check_dir.path().join(part))
+            .unwrap();
+    }
+    let checker = Engine::new(Config::public_only(check_dir.path().to_path_buf())).unwrap();
+    let check = |engine: &Engine| {
+        let started = Instant::now();
+        let report = engine
+            .grade(Input::Path(&reference), Mode::Public, &|_| {})
+            .unwrap();
+        assert_eq!(report.score, report.max_score, "the reference passes");
+        (started.elapsed(), report.timings)
+    };
+    let student = base.path().join("student");
+    student_crate(&student, &reference, &vendor);
+    // Warm: the check's kept target folder and the crate's own target.
+    check(&checker);
+    cargo_test_lib(&student);
+    let (mut checks, mut libs) = (Vec::new(), Vec::new());
+    println!(
+        "{:>4} {:>20} {:>20}",
+        "run", "grader check", "cargo test --lib"
+    );
+    for i in 0..runs {
+        let (took, t) = check(&checker);
+        checks.push(took);
+        libs.push(cargo_test_lib(&student));
+        println!(
+            "{:>4} {:>20} {:>20}",
+            i + 1,
+            format!(
+                "{} ({:.1}+{:.1})",
+                secs(took),
+                t.build_ms as f64 / 1e3,
+                t.run_ms as f64 / 1e3
+            ),
+            secs(libs[i])
+        );
+    }
+    let (c, l) = (median(checks), median(libs));
+    println!(
+        "median grader check {} = {:.2} x cargo test --lib {} (target <= 1.25)",
+        secs(c),
+        c.as_secs_f64() / l.as_secs_f64(),
+        secs(l)
     );
 }

@@ -116,3 +116,82 @@ fn a_start_clears_the_job_areas_of_crashed_graders_only() {
     drop(started);
     assert!(!area.exists(), "a dropped area is removed");
 }
+
+/// A sandbox on the toolchain copy the sandbox tests share, or `None` (skipped) without bwrap.
+fn sandbox() -> Option<grader::engine::sandbox::Sandbox> {
+    use grader::engine::sandbox::{Sandbox, Toolchain};
+    let bwrap = ["/usr/bin/bwrap", "/bin/bwrap"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    if !bwrap {
+        assert!(std::env::var_os("CI").is_none(), "CI has bubblewrap");
+        return None;
+    }
+    let dest = std::env::temp_dir().join("runtime-grader-sandbox-test-toolchain");
+    let toolchain = Toolchain::prepare(&dest).expect("prepare the toolchain copy");
+    Some(Sandbox::new(toolchain).expect("sandbox setup"))
+}
+
+#[test]
+fn a_staged_job_folder_holds_the_warm_cache_until_a_newer_one_is_published() {
+    use grader::engine::build;
+    use grader::engine::sandbox::{JobDir, Limits};
+    let Some(sandbox) = sandbox() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::open(root.path()).unwrap();
+    fs::create_dir_all(data.vendor()).unwrap();
+    let scratch = root.path().join("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    let built = built_target(root.path(), "first");
+    cache::publish_warm_target(&built, &data.warm_target(), &scratch, "key-1").unwrap();
+
+    let job = JobDir::create(&data.jobs(), 64 << 20).unwrap();
+    build::stage_warm_target(&sandbox, &data, job.path(), &Limits::build()).unwrap();
+    let rlib = job
+        .path()
+        .join("target/debug/deps/libfutures_util-0123.rlib");
+    assert_eq!(fs::read_to_string(&rlib).unwrap(), "first");
+    assert!(build::staged_is_current(&data, job.path()));
+    // Staging again keeps what is there (a build's own copy is skipped the same way).
+    build::stage_warm_target(&sandbox, &data, job.path(), &Limits::build()).unwrap();
+    // A newer warm cache makes the staged copy stale: the next build must not use it.
+    cache::publish_warm_target(&built, &data.warm_target(), &scratch, "key-2").unwrap();
+    assert!(!build::staged_is_current(&data, job.path()));
+    // A job folder never staged is not current either.
+    let fresh = JobDir::create(&data.jobs(), 64 << 20).unwrap();
+    assert!(!build::staged_is_current(&data, fresh.path()));
+}
+
+#[test]
+fn the_kept_target_serves_one_crate_until_another_crate_or_a_newer_warm_cache() {
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::open(root.path()).unwrap();
+    let scratch = root.path().join("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    let built = built_target(root.path(), "warm");
+    cache::publish_warm_target(&built, &data.warm_target(), &scratch, "key-1").unwrap();
+    let (one, other) = (root.path().join("one"), root.path().join("other"));
+    fs::create_dir_all(&one).unwrap();
+    fs::create_dir_all(&other).unwrap();
+
+    // Made from the warm cache, then kept with what the crate's builds added.
+    let kept = cache::KeptTarget::open(&data, &one).unwrap();
+    let rlib = kept.path().join("debug/deps/libfutures_util-0123.rlib");
+    assert_eq!(fs::read_to_string(&rlib).unwrap(), "warm");
+    let own = kept.path().join("debug/incremental-of-one");
+    fs::write(&own, "built").unwrap();
+    drop(kept);
+    let again = cache::KeptTarget::open(&data, &one.join("../one")).unwrap();
+    assert!(again.path().join("debug/incremental-of-one").exists());
+    drop(again);
+    // Another crate gets a fresh copy.
+    let kept = cache::KeptTarget::open(&data, &other).unwrap();
+    assert!(!kept.path().join("debug/incremental-of-one").exists());
+    fs::write(kept.path().join("debug/incremental-of-other"), "built").unwrap();
+    drop(kept);
+    // So does the same crate once the warm cache is newer.
+    cache::publish_warm_target(&built, &data.warm_target(), &scratch, "key-2").unwrap();
+    let kept = cache::KeptTarget::open(&data, &other).unwrap();
+    assert!(!kept.path().join("debug/incremental-of-other").exists());
+    assert!(cache::is_ready(kept.path(), "key-2"));
+}

@@ -48,10 +48,14 @@ pub struct Build {
 /// does not compile only because the crate differs from the spec, each category module is built on
 /// its own, so that the mismatch sinks only the modules that use the mismatched item. A crate that
 /// does not compile is a [`Build`] with a failure, not an error.
+///
+/// `kept_target` is a target folder kept between gradings (see [`job::KEPT_TARGET_MOUNT`]), used
+/// instead of a copy of the warm cache, with rustc's incremental cache on.
 pub fn build(
     sandbox: &Sandbox,
     data: &DataDir,
     job: &Path,
+    kept_target: Option<&Path>,
     suite: &Suite,
     bins: bool,
     limits: &Limits,
@@ -60,7 +64,7 @@ pub fn build(
         Suite::Hidden(_) => hidden_args(bins),
         Suite::Public => public_args(),
     };
-    let first = cargo(sandbox, data, job, &args, true, limits)?;
+    let first = cargo(sandbox, data, job, kept_target, &args, limits)?;
     let artifacts = parse(&String::from_utf8_lossy(&first.stdout), job, package(suite));
     // The tests built: a binary that did not (its errors are among the diagnostics) costs only
     // its own check.
@@ -80,7 +84,9 @@ pub fn build(
         && !student_errors
         && !artifacts.failed_targets.is_empty()
     {
-        if let Some(mut build) = build_each_module(sandbox, data, job, &artifacts, limits)? {
+        if let Some(mut build) =
+            build_each_module(sandbox, data, job, kept_target, &artifacts, limits)?
+        {
             // The one binary's messages first: they hold the conformance check's, naming the item.
             let mut diagnostics = artifacts.diagnostics;
             for d in build.artifacts.diagnostics {
@@ -115,6 +121,7 @@ fn build_each_module(
     sandbox: &Sandbox,
     data: &DataDir,
     job: &Path,
+    kept_target: Option<&Path>,
     first: &Artifacts,
     limits: &Limits,
 ) -> Result<Option<Build>, BuildError> {
@@ -124,7 +131,7 @@ fn build_each_module(
     for (module, _) in &modules {
         args.extend(["--test".to_string(), module.clone()]);
     }
-    let r = cargo(sandbox, data, job, &args, true, limits)?;
+    let r = cargo(sandbox, data, job, kept_target, &args, limits)?;
     if r.limit_hit.is_some() {
         return Ok(None);
     }
@@ -228,7 +235,13 @@ pub fn warm_up(
     let hidden = Suite::Hidden(hidden_tests.to_path_buf());
     assembly::assemble(job.path(), &files, &hidden)?;
     for args in [hidden_args(true), public_args()] {
-        let r = cargo(sandbox, data, job.path(), &args, false, limits)?;
+        let r = run_cargo(
+            sandbox,
+            in_job(data, job.path(), None, false),
+            &args,
+            "",
+            limits,
+        )?;
         if !cache::is_warm(&job.path().join("target")) {
             let stderr = String::from_utf8_lossy(&r.stderr);
             return Err(BuildError::Cold(
@@ -240,42 +253,107 @@ pub fn warm_up(
     Ok(())
 }
 
-/// Runs one cargo command in the job's sandbox (the job folder writable at /work; with
-/// `from_warm`, a copy of the warm cache becomes its target folder first).
+/// Runs one cargo command of a job in its sandbox, the job folder writable at /work, starting from
+/// the warm cache: a copy of it becomes the target folder first (unless the job folder was staged
+/// with one, see [`stage_warm_target`]), or the kept target folder is mounted there instead.
 fn cargo(
     sandbox: &Sandbox,
     data: &DataDir,
     job: &Path,
+    kept_target: Option<&Path>,
     args: &[String],
-    from_warm: bool,
     limits: &Limits,
 ) -> Result<RunResult, SandboxError> {
-    let mut script = String::from("set -e\n");
-    if from_warm {
-        script.push_str(&format!(
-            "[ -d {WORK_MOUNT}/target ] || cp -a {WARM_MOUNT} {WORK_MOUNT}/target\n"
-        ));
-    }
-    script.push_str("exec cargo \"$@\"\n");
-    let mut all = vec!["-c".to_string(), script, "cargo".to_string()];
-    all.extend(args.iter().cloned());
-    let mut ro = vec![(data.vendor(), VENDOR_MOUNT.to_string())];
-    if from_warm {
-        ro.push((data.warm_target(), WARM_MOUNT.to_string()));
-    }
-    let cmd = SandboxCommand {
-        program: "/bin/sh".into(),
-        args: all,
-        env: job::env(),
-        cwd: WORK_MOUNT.into(),
-        ro_mounts: ro,
-        rw_mounts: vec![(job.to_path_buf(), WORK_MOUNT.to_string())],
-        stdin: None,
+    let mut cmd = in_job(data, job, kept_target, kept_target.is_none());
+    let prelude = match kept_target {
+        None => copy_warm_target(),
+        Some(_) => {
+            // The kept folder serves the same crate again and again: rustc's incremental cache
+            // then recompiles only what changed, as a student's own `cargo test` does.
+            cmd.env.push(("CARGO_INCREMENTAL".into(), "1".into()));
+            String::new()
+        }
     };
+    run_cargo(sandbox, cmd, args, &prelude, limits)
+}
+
+/// `cargo args` through `cmd` (a shell in the job's sandbox), after the shell lines of `prelude`.
+fn run_cargo(
+    sandbox: &Sandbox,
+    mut cmd: SandboxCommand,
+    args: &[String],
+    prelude: &str,
+    limits: &Limits,
+) -> Result<RunResult, SandboxError> {
+    let script = format!("set -e\n{prelude}exec cargo \"$@\"\n");
+    cmd.args = vec!["-c".to_string(), script, "cargo".to_string()];
+    cmd.args.extend(args.iter().cloned());
     let mut limits = limits.clone();
     // cargo's JSON messages can be long; diagnostics must not be cut off.
     limits.output_bytes = limits.output_bytes.max(4 << 20);
     sandbox.run(&cmd, &limits)
+}
+
+/// The shell line that copies the warm cache into the job as its target folder, unless it is
+/// there already.
+fn copy_warm_target() -> String {
+    format!("[ -d {WORK_MOUNT}/target ] || cp -a {WARM_MOUNT} {WORK_MOUNT}/target\n")
+}
+
+/// `/bin/sh` (arguments still to set) in the job's sandbox: the job folder writable at /work
+/// (with `kept_target`, that folder writable at /work/target on top), the vendored crates and,
+/// `with_warm`, the warm cache read-only.
+fn in_job(
+    data: &DataDir,
+    job: &Path,
+    kept_target: Option<&Path>,
+    with_warm: bool,
+) -> SandboxCommand {
+    let mut ro = vec![(data.vendor(), VENDOR_MOUNT.to_string())];
+    if with_warm {
+        ro.push((data.warm_target(), WARM_MOUNT.to_string()));
+    }
+    let mut rw = vec![(job.to_path_buf(), WORK_MOUNT.to_string())];
+    rw.extend(kept_target.map(|t| (t.to_path_buf(), job::KEPT_TARGET_MOUNT.to_string())));
+    SandboxCommand {
+        program: "/bin/sh".into(),
+        args: Vec::new(),
+        env: job::env(),
+        cwd: WORK_MOUNT.into(),
+        ro_mounts: ro,
+        rw_mounts: rw,
+        stdin: None,
+    }
+}
+
+/// Copies the warm cache into an empty job folder as its target folder, in the sandbox exactly as
+/// a job's first cargo call would (same user, same command), so that a job folder can be made
+/// ready while the tests of the previous job run and the next build starts without the copy.
+pub fn stage_warm_target(
+    sandbox: &Sandbox,
+    data: &DataDir,
+    job: &Path,
+    limits: &Limits,
+) -> Result<(), BuildError> {
+    let mut cmd = in_job(data, job, None, true);
+    cmd.args = vec!["-c".to_string(), format!("set -e\n{}", copy_warm_target())];
+    let r = sandbox.run(&cmd, limits)?;
+    if r.status.success() && r.limit_hit.is_none() {
+        Ok(())
+    } else {
+        Err(BuildError::Io(io::Error::other(format!(
+            "copying the warm cache failed ({:?}): {}",
+            r.status,
+            String::from_utf8_lossy(&r.stderr).trim()
+        ))))
+    }
+}
+
+/// Whether the target folder of a staged job folder is a copy of the warm cache as it is now (a
+/// newer cache may have been published since it was copied).
+pub fn staged_is_current(data: &DataDir, job: &Path) -> bool {
+    std::fs::read_to_string(data.warm_target().join(cache::KEY_FILE))
+        .is_ok_and(|key| cache::is_ready(&job.join("target"), &key))
 }
 
 /// The package whose test binaries a suite runs.

@@ -48,6 +48,11 @@ impl DataDir {
         self.root.join("warm-target")
     }
 
+    /// The folder of the target folder `grader check` keeps ([`KeptTarget`]).
+    pub fn kept_target(&self) -> PathBuf {
+        self.root.join("check-target")
+    }
+
     /// The recorded durations of the checks ([`Durations`]).
     pub fn durations(&self) -> PathBuf {
         self.root.join("test-durations.tsv")
@@ -187,6 +192,60 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
+/// The target folder kept between gradings of one crate (what `grader check` uses, see
+/// [`crate::engine::job::KEPT_TARGET_MOUNT`]), locked for one grading at a time. It starts as a
+/// copy of the warm cache and is made anew when it served another crate or an older warm cache.
+#[derive(Debug)]
+pub struct KeptTarget {
+    target: PathBuf,
+    _lock: Flock<fs::File>,
+}
+
+/// The file of the kept target's folder naming the crate it serves.
+const KEPT_FOR: &str = "crate";
+
+impl KeptTarget {
+    /// Locks the data folder's kept target folder for the crate at `source` (waiting while another
+    /// grading uses it) and makes it ready.
+    pub fn open(data: &DataDir, source: &Path) -> io::Result<KeptTarget> {
+        let dir = data.kept_target();
+        fs::create_dir_all(&dir)?;
+        set_mode(&dir, 0o755)?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))?;
+        let lock =
+            Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
+        let source = source
+            .canonicalize()
+            .unwrap_or_else(|_| source.to_path_buf());
+        let source = source.to_string_lossy();
+        let target = dir.join("target");
+        let warm_key = fs::read_to_string(data.warm_target().join(KEY_FILE))?;
+        let current = fs::read_to_string(dir.join(KEPT_FOR)).is_ok_and(|s| s == source)
+            && is_ready(&target, &warm_key);
+        if !current {
+            match fs::remove_dir_all(&target) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            copy_tree(&data.warm_target(), &target)?;
+            fs::write(dir.join(KEPT_FOR), source.as_bytes())?;
+        }
+        Ok(KeptTarget {
+            target,
+            _lock: lock,
+        })
+    }
+
+    /// The target folder on the host.
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+}
+
 /// How long each check took when it last passed (`name<TAB>milliseconds` lines in the data
 /// folder), so that gradings start the longest tests first. Only an ordering hint: a missing or
 /// garbled file orders by the rubric's timeouts, and engines sharing the data folder may overwrite
@@ -252,7 +311,8 @@ pub fn dependency_key(toolchain_version: &str) -> String {
 /// have compiled the dependencies for other profiles or feature sets. Bump it when they change.
 const WARM_RECIPE: &str = "one-binary build with bins; public lib tests";
 
-const KEY_FILE: &str = ".grader-key";
+/// The file that marks a cache folder complete, holding its key.
+pub const KEY_FILE: &str = ".grader-key";
 
 /// Whether `dir` was completed for `key`.
 pub fn is_ready(dir: &Path, key: &str) -> bool {

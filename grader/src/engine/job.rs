@@ -28,15 +28,22 @@ pub fn env() -> Vec<(String, String)> {
     .collect()
 }
 
-/// A command over the built job folder, mounted read-only (what the listing and the tests run
-/// in); the caller sets the program and its arguments.
-pub fn read_only(job: &Path) -> SandboxCommand {
+/// Where a target folder kept between gradings appears (over the job folder's own): `grader
+/// check` keeps one per data folder, so that checking the same crate again compiles only what
+/// changed.
+pub const KEPT_TARGET_MOUNT: &str = "/work/target";
+
+/// A command over the built job folder (and its kept target folder, if any), mounted read-only
+/// (what the listing and the tests run in); the caller sets the program and its arguments.
+pub fn read_only(job: &Path, kept_target: Option<&Path>) -> SandboxCommand {
+    let mut ro_mounts = vec![(job.to_path_buf(), WORK_MOUNT.to_string())];
+    ro_mounts.extend(kept_target.map(|t| (t.to_path_buf(), KEPT_TARGET_MOUNT.to_string())));
     SandboxCommand {
         program: String::new(),
         args: Vec::new(),
         env: env(),
         cwd: WORK_MOUNT.into(),
-        ro_mounts: vec![(job.to_path_buf(), WORK_MOUNT.to_string())],
+        ro_mounts,
         rw_mounts: Vec::new(),
         stdin: None,
     }

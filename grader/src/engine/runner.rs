@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::engine::report::Outcome;
 use crate::engine::rubric::Rubric;
@@ -287,32 +287,165 @@ pub fn classify(r: &RunResult, kind: Kind) -> Result<(Outcome, Option<String>), 
     })
 }
 
-/// Runs every check through the sandbox, `jobs` at a time, calling `on_done(k, total, name)` as each
-/// finishes. Results come back in the order of `checks`.
+/// How many test processes run at once: `base` always; past it, more (up to `max`) only while
+/// the host's cores have a whole core's worth of idle time. Most test processes spend their life
+/// waiting (timers, wakes, a hang's timeout), so a fixed count leaves the cores idle; adding
+/// processes only while they are idle gives busy work (a busy loop, a stress test, another job)
+/// the same CPU as with `base` alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Lanes {
+    /// Processes that always run (at least one).
+    pub base: usize,
+    /// The most processes at once.
+    pub max: usize,
+    /// Reads the host's CPU counters: [`host_cpu`] (the tests pass their own).
+    pub counters: fn() -> Option<CpuCounters>,
+}
+
+impl Lanes {
+    /// `base` always, up to `max` while the host's cores are idle enough.
+    pub fn new(base: usize, max: usize) -> Lanes {
+        Lanes {
+            base: base.max(1),
+            max: max.max(base.max(1)),
+            counters: host_cpu,
+        }
+    }
+}
+
+/// The host's CPU time counters since boot, in clock ticks (`/proc/stat`'s first line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuCounters {
+    /// Idle and I/O-wait time of all cores together.
+    pub idle: u64,
+    /// All time of all cores together.
+    pub total: u64,
+    /// How many cores the counters cover.
+    pub cores: u32,
+}
+
+impl CpuCounters {
+    /// How many cores' worth of time was idle between `earlier` and `self`.
+    pub fn idle_cores_since(&self, earlier: &CpuCounters) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        let idle = self.idle.saturating_sub(earlier.idle);
+        idle as f64 / total as f64 * f64::from(self.cores)
+    }
+}
+
+/// Parses `/proc/stat`: the aggregate `cpu` line (user nice system idle iowait irq softirq steal;
+/// guest time is already inside user) and the number of `cpuN` lines.
+pub fn parse_proc_stat(text: &str) -> Option<CpuCounters> {
+    let mut lines = text.lines();
+    let fields: Vec<u64> = lines
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    if fields.len() < 5 {
+        return None;
+    }
+    let cores = lines
+        .take_while(|l| l.starts_with("cpu"))
+        .filter(|l| l[3..].starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    Some(CpuCounters {
+        idle: fields[3] + fields[4],
+        total: fields.iter().sum(),
+        cores: u32::try_from(cores).ok().filter(|&c| c > 0)?,
+    })
+}
+
+/// The host's CPU counters, or `None` where `/proc/stat` cannot be read (then no lane past the
+/// base starts).
+pub fn host_cpu() -> Option<CpuCounters> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// How long the CPU counters are watched before a lane past the base may start a process.
+const IDLE_WINDOW: Duration = Duration::from_millis(25);
+
+/// Lets lanes past the base start a process: at most one start per [`IDLE_WINDOW`], and only
+/// after a window in which at least a whole core's worth of time was idle.
+struct IdleGate {
+    counters: fn() -> Option<CpuCounters>,
+    /// The last window: when it started, its counters, whether it had a core idle, and whether
+    /// a start was granted since.
+    state: Mutex<(Instant, Option<CpuCounters>, bool, bool)>,
+}
+
+impl IdleGate {
+    fn new(counters: fn() -> Option<CpuCounters>) -> IdleGate {
+        IdleGate {
+            counters,
+            state: Mutex::new((Instant::now(), counters(), false, false)),
+        }
+    }
+
+    /// Whether one more process may start now.
+    fn admit(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (started, earlier, idle, granted) = &mut *state;
+        if started.elapsed() >= IDLE_WINDOW {
+            let now = (self.counters)();
+            *idle = match (now, *earlier) {
+                (Some(now), Some(earlier)) => now.idle_cores_since(&earlier) >= 1.0,
+                _ => false,
+            };
+            (*started, *earlier, *granted) = (Instant::now(), now, false);
+        }
+        let admit = *idle && !*granted;
+        *granted |= admit;
+        admit
+    }
+}
+
+/// Runs every check through the sandbox, as many at once as `lanes` allow, calling
+/// `on_done(k, total, name)` as each finishes. Results come back in the order of `checks`.
 pub fn run_all(
     sandbox: &Sandbox,
     template: &SandboxCommand,
     limits: &Limits,
     checks: &[Check],
-    jobs: usize,
+    lanes: Lanes,
     on_done: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Vec<CheckResult>, RunnerError> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<CheckResult, RunnerError>>>> =
         Mutex::new((0..checks.len()).map(|_| None).collect());
+    let gate = IdleGate::new(lanes.counters);
+    // Processes running now, and the most at once (for whoever tunes the lanes).
+    let (running, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
     std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(checks.len().max(1)) {
-            s.spawn(|| loop {
+        for lane in 0..lanes.max.max(1).min(checks.len().max(1)) {
+            let (next, done, results, gate) = (&next, &done, &results, &gate);
+            let (running, peak) = (&running, &peak);
+            s.spawn(move || loop {
+                // A lane past the base waits for idle cores (or for the work to run out).
+                while lane >= lanes.base && !gate.admit() {
+                    if next.load(Ordering::SeqCst) >= checks.len() {
+                        return;
+                    }
+                    std::thread::sleep(IDLE_WINDOW / 2);
+                }
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(check) = checks.get(i) else { break };
+                peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
                 let r = run_one(sandbox, template, limits, check);
+                running.fetch_sub(1, Ordering::SeqCst);
                 results.lock().unwrap()[i] = Some(r);
                 let k = done.fetch_add(1, Ordering::SeqCst) + 1;
                 on_done(k, checks.len(), &check.name);
             });
         }
     });
+    tracing::debug!(peak = peak.into_inner(), ?lanes, "test processes at once");
     results
         .into_inner()
         .unwrap()
