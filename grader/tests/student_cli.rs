@@ -222,7 +222,7 @@ fn check_as_a_student_prepares_its_cache_once_and_exits_by_the_outcome() {
     for line in [
         "  Cargo.toml (the grader uses its own Cargo.toml: your code cannot use tokio, only \
          futures; your changes to [profile] have no effect)\n",
-        "  build.rs (build scripts are not allowed: the grader uses its own Cargo.toml)\n",
+        "  build.rs (never run: the grader's own Cargo.toml has no build script)\n",
         "  notes.txt (only src/**/*.rs and tests/*.rs are used)\n",
         "  src/data.json (only .rs files under src/ are used)\n",
         "  tests/helper/mod.rs (only .rs files directly in tests/ are used)\n",

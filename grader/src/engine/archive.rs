@@ -575,7 +575,7 @@ fn classify(components: &[String], is_dir: bool) -> Class {
         "Cargo.lock" => Class::Ignore(top.to_owned(), "the grader uses its own Cargo.lock"),
         "build.rs" => Class::Ignore(
             top.to_owned(),
-            "build scripts are not allowed: the grader uses its own Cargo.toml",
+            "never run: the grader's own Cargo.toml has no build script",
         ),
         "rust-toolchain" | "rust-toolchain.toml" => {
             Class::Ignore(top.to_owned(), "the grader uses its own Rust toolchain")

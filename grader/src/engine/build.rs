@@ -416,7 +416,7 @@ fn failure_message(built: &RunResult, diagnostics: &[Diagnostic]) -> String {
     }
     let errors = diagnostics.iter().filter(|d| d.level == "error").count();
     if errors > 0 {
-        format!("Your crate did not compile: {errors} error(s). Fix them and submit again.")
+        format!("Your crate did not compile: {errors} error(s). Fix them and try again.")
     } else {
         "Your crate did not compile.".into()
     }

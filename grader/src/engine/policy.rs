@@ -80,7 +80,7 @@ pub fn refusal_message(violations: &[Violation]) -> String {
         ),
         (_, 0) => format!(
             "{unreadable} file(s) are not valid Rust syntax; nothing was compiled. Fix the syntax \
-             error(s) below and submit again."
+             error(s) below and try again."
         ),
         _ => format!(
             "{unreadable} file(s) are not valid Rust syntax and your code uses {refused} thing(s) \
