@@ -114,34 +114,33 @@ fn student_crate(dir: &Path, reference: &Path, vendor: &Path) {
 fn cargo_test_lib(dir: &Path) -> Duration {
     let lib = dir.join("src/lib.rs");
     std::fs::write(&lib, std::fs::read(&lib).unwrap()).unwrap();
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO"))
-        .args(["test", "--offline", "--lib", "-q"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
-    assert!(
-        out.status.success(),
-        "check baseline failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    elapsed
+    timed_cargo(
+        Command::new(env!("CARGO"))
+            .args(["test", "--offline", "--lib", "-q"])
+            .current_dir(dir),
+    )
 }
 
+/// Bare `cargo test` of the hidden tests in the assembled workspace `dir`, its target `target`.
 fn cargo_test(dir: &Path, target: &Path) -> Duration {
+    timed_cargo(
+        Command::new(env!("CARGO"))
+            .args(["test", "--offline", "--locked", "-q", "-p", "hidden-tests"])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(dir),
+    )
+}
+
+/// How long `cargo` took; it must succeed (a failing baseline would measure nothing).
+fn timed_cargo(cargo: &mut Command) -> Duration {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO"))
-        .args(["test", "--offline", "--locked", "-q", "-p", "hidden-tests"])
-        .env("CARGO_TARGET_DIR", target)
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let out = cargo.output().unwrap();
     let elapsed = started.elapsed();
     assert!(
         out.status.success(),
-        "baseline failed:\n{}",
-        String::from_utf8_lossy(&out.stdout)
+        "{cargo:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     elapsed
 }

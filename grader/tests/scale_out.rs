@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use grader::server::auth::Role;
 use grader::server::events::Update;
-use grader::server::{self, db, roster, Options, Server};
+use grader::server::{self, db, roster, Server};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::AnyPool;
@@ -34,26 +34,10 @@ impl Cluster {
     async fn start() -> Cluster {
         let pg = TempDb::create().await;
         let db = db::connect(&pg.url).await.unwrap();
-        let people = [roster::Entry {
-            id: "s1".into(),
-            name: "S".into(),
-            email: "s1@example.org".into(),
-            role: Role::Student,
-        }];
+        let people = [common::person("s1", Role::Student)];
         let token = roster::import(&db, &people).await.unwrap().remove(0).1;
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            data_dir: dir.path().to_path_buf(),
-            database: Some(pg.url.clone()),
-            bind: Some("127.0.0.1:0".parse().unwrap()),
-            workers: 0,
-            upload_limit: 1 << 20,
-            drain: Duration::from_secs(5),
-            retry_delay: Duration::ZERO,
-            lease: server::queue::LEASE,
-            rubric_entries: 0,
-            policy: common::open_policy(),
-        };
+        let options = common::web_tier(dir.path(), &pg.url, common::open_policy());
         let server = Arc::new(server::start(options, None).await.unwrap());
         Cluster {
             pg,

@@ -40,21 +40,6 @@ struct Fixture {
     t1: String,
 }
 
-fn roster() -> Vec<roster::Entry> {
-    let entry = |id: &str, role| roster::Entry {
-        id: id.into(),
-        name: format!("Person {id}"),
-        email: format!("{id}@example.org"),
-        role,
-    };
-    use server::auth::Role::{Instructor, Student};
-    vec![
-        entry("s1", Student),
-        entry("s2", Student),
-        entry("t1", Instructor),
-    ]
-}
-
 fn options(dir: &std::path::Path, workers: usize, upload_limit: u64) -> Options {
     Options {
         data_dir: dir.to_path_buf(),
@@ -84,7 +69,7 @@ impl Fixture {
     ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let pool = db::open(dir.path()).await.unwrap();
-        let tokens = roster::import(&pool, &roster()).await.unwrap();
+        let tokens = roster::import(&pool, &common::people()).await.unwrap();
         pool.close().await;
         let token = |id: &str| {
             tokens
@@ -600,7 +585,7 @@ async fn queue_positions_follow_upload_order_and_move_up_when_a_job_starts() {
 async fn concurrent_claims_hand_each_job_to_exactly_one_worker() {
     let dir = tempfile::tempdir().unwrap();
     let pool = db::open(dir.path()).await.unwrap();
-    roster::import(&pool, &roster()).await.unwrap();
+    roster::import(&pool, &common::people()).await.unwrap();
     const JOBS: i64 = 40;
     for n in 0..JOBS {
         let mut tx = pool.begin().await.unwrap();

@@ -11,11 +11,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grader::server::auth::Role;
 use grader::server::db::{self, now_ms};
 use grader::server::policy::Policy;
 use grader::server::queue::{self, Failed, LEASE, MAX_ATTEMPTS};
-use grader::server::{self, roster, uploads, Options, Server};
+use grader::server::{self, roster, uploads, Server};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::AnyPool;
@@ -48,18 +47,7 @@ impl Store {
 
     async fn on(dir: tempfile::TempDir, pg: Option<TempDb>, url: String) -> Store {
         let db = db::connect(&url).await.unwrap();
-        let entry = |id: &str, role| roster::Entry {
-            id: id.into(),
-            name: format!("Person {id}"),
-            email: format!("{id}@example.org"),
-            role,
-        };
-        let people = [
-            entry("s1", Role::Student),
-            entry("s2", Role::Student),
-            entry("t1", Role::Instructor),
-        ];
-        let tokens = roster::import(&db, &people).await.unwrap();
+        let tokens = roster::import(&db, &common::people()).await.unwrap();
         Store {
             dir,
             _pg: pg,
@@ -107,18 +95,7 @@ impl Store {
 
     /// A server without workers on this database.
     async fn serve(&self, policy: Policy) -> Server {
-        let options = Options {
-            data_dir: self.dir.path().to_path_buf(),
-            database: Some(self.url.clone()),
-            bind: Some("127.0.0.1:0".parse().unwrap()),
-            workers: 0,
-            upload_limit: 1 << 20,
-            drain: Duration::from_secs(5),
-            retry_delay: Duration::ZERO,
-            lease: LEASE,
-            rubric_entries: 0,
-            policy,
-        };
+        let options = common::web_tier(self.dir.path(), &self.url, policy);
         server::start(options, None).await.unwrap()
     }
 

@@ -44,19 +44,7 @@ impl Site {
     async fn with_policy(policy: server::policy::Policy) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let pool = db::open(dir.path()).await.unwrap();
-        let entry = |id: &str, role| roster::Entry {
-            id: id.into(),
-            name: format!("Person {id}"),
-            email: format!("{id}@example.org"),
-            role,
-        };
-        use server::auth::Role::{Instructor, Student};
-        let people = [
-            entry("s1", Student),
-            entry("s2", Student),
-            entry("t1", Instructor),
-        ];
-        let tokens = roster::import(&pool, &people).await.unwrap();
+        let tokens = roster::import(&pool, &common::people()).await.unwrap();
         pool.close().await;
         let options = Options {
             data_dir: dir.path().to_path_buf(),

@@ -148,6 +148,47 @@ pub fn open_policy() -> grader::server::policy::Policy {
     }
 }
 
+/// A roster entry for `id` ("Person ID", "ID@example.org").
+pub fn person(id: &str, role: grader::server::auth::Role) -> grader::server::roster::Entry {
+    grader::server::roster::Entry {
+        id: id.into(),
+        name: format!("Person {id}"),
+        email: format!("{id}@example.org"),
+        role,
+    }
+}
+
+/// The roster most server tests use: students s1 and s2, instructor t1.
+pub fn people() -> Vec<grader::server::roster::Entry> {
+    use grader::server::auth::Role::{Instructor, Student};
+    vec![
+        person("s1", Student),
+        person("s2", Student),
+        person("t1", Instructor),
+    ]
+}
+
+/// A web tier's options: no workers of its own, on the database at `url`, listening on a random
+/// local port, with `policy`.
+pub fn web_tier(
+    data_dir: &Path,
+    url: &str,
+    policy: grader::server::policy::Policy,
+) -> grader::server::Options {
+    grader::server::Options {
+        data_dir: data_dir.to_path_buf(),
+        database: Some(url.to_owned()),
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        workers: 0,
+        upload_limit: 1 << 20,
+        drain: std::time::Duration::from_secs(5),
+        retry_delay: std::time::Duration::ZERO,
+        lease: grader::server::queue::LEASE,
+        rubric_entries: 0,
+        policy,
+    }
+}
+
 /// A report scoring `score` of 100, for tests that store a grading without running one.
 pub fn report_scoring(score: u32) -> grader::engine::report::Report {
     let mut report = grader::engine::report::Report::unscored(
