@@ -1,13 +1,16 @@
 //! The data folder's caches and job areas: the warm cache is built in a fresh folder, checked and
 //! published in one step whatever a crash left behind, and a start clears the job areas (and their
-//! tmpfs mounts) of crashed graders while keeping those of running ones.
+//! tmpfs mounts) of crashed graders while keeping those of running ones; the record of the checks'
+//! timings survives a round trip and reads the older format.
 //!
 //! The mount test needs root (the README's test command runs as root).
 
 use std::fs;
 use std::path::Path;
 
-use grader::engine::cache::{self, DataDir};
+use std::time::Duration;
+
+use grader::engine::cache::{self, DataDir, Durations, Timing};
 
 /// A target folder laid out as a warm-up build leaves it.
 fn built_target(root: &Path, marker: &str) -> std::path::PathBuf {
@@ -194,4 +197,36 @@ fn the_kept_target_serves_one_crate_until_another_crate_or_a_newer_warm_cache() 
     let kept = cache::KeptTarget::open(&data, &other).unwrap();
     assert!(!kept.path().join("debug/incremental-of-other").exists());
     assert!(cache::is_ready(kept.path(), "key-2"));
+}
+
+#[test]
+fn the_timings_record_keeps_wall_and_cpu_time_and_reads_older_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test-durations.tsv");
+    let ms = Duration::from_millis;
+    let mut record = Durations::load(&path);
+    assert_eq!(record.get("waits"), None, "no file, no record");
+    record.set("waits", ms(420), ms(8));
+    record.set("busy", ms(60), ms(55));
+    record.save(&path).unwrap();
+    let reread = Durations::load(&path);
+    assert_eq!(
+        reread.get("waits"),
+        Some(Timing {
+            wall: ms(420),
+            cpu: Some(ms(8))
+        })
+    );
+    assert_eq!(reread.get("busy").and_then(|t| t.cpu), Some(ms(55)));
+    // A record written before CPU time was kept: the wall time only; garbage is skipped.
+    fs::write(&path, "old\t300\nbroken\tx\n").unwrap();
+    let old = Durations::load(&path);
+    assert_eq!(
+        old.get("old"),
+        Some(Timing {
+            wall: ms(300),
+            cpu: None
+        })
+    );
+    assert_eq!(old.get("broken"), None);
 }

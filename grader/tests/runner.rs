@@ -50,8 +50,9 @@ fn saturated_host() -> Option<CpuCounters> {
     counters(&TICKS, false)
 }
 
-/// Runs [`CHECKS`] sleeps with [`BASE`] lanes and up to one per check, returning how long it took.
-fn run_sleeps(sandbox: &Sandbox, counters: fn() -> Option<CpuCounters>) -> Duration {
+/// Runs [`CHECKS`] sleeps with [`BASE`] lanes and up to one per check, marked as checks that wait
+/// or not, returning how long it took.
+fn run_sleeps(sandbox: &Sandbox, counters: fn() -> Option<CpuCounters>, waits: bool) -> Duration {
     let checks: Vec<Check> = (0..CHECKS)
         .map(|i| Check {
             name: format!("sleep-{i}"),
@@ -59,6 +60,7 @@ fn run_sleeps(sandbox: &Sandbox, counters: fn() -> Option<CpuCounters>) -> Durat
             args: vec![format!("{}", SLEEP.as_secs_f64())],
             timeout: Duration::from_secs(10),
             kind: Kind::Binary,
+            waits,
         })
         .collect();
     let lanes = Lanes {
@@ -89,14 +91,14 @@ fn lanes_past_the_base_start_only_while_the_cores_are_idle() {
     let Some(sandbox) = sandbox() else { return };
     // Saturated: two at a time, so four rounds of sleeps at least.
     let serial = SLEEP * (CHECKS / BASE) as u32;
-    let saturated = run_sleeps(&sandbox, saturated_host);
+    let saturated = run_sleeps(&sandbox, saturated_host, false);
     assert!(
         saturated >= serial,
         "with busy cores only {BASE} processes may run at once, yet {CHECKS} sleeps of {SLEEP:?} \
          took {saturated:?}"
     );
     // Idle: the other lanes join within a few windows, and the sleeps overlap.
-    let idle = run_sleeps(&sandbox, idle_host);
+    let idle = run_sleeps(&sandbox, idle_host, false);
     assert!(
         idle < serial,
         "with idle cores more than {BASE} processes should run at once, yet {CHECKS} sleeps of \
@@ -128,4 +130,17 @@ fn proc_stat_counts_idle_and_iowait_of_every_core() {
     // The host's own counters read, and time has passed since boot.
     let host = runner::host_cpu().expect("/proc/stat is readable");
     assert!(host.total > 0 && host.cores > 0, "{host:?}");
+}
+
+#[test]
+fn checks_expected_to_wait_start_without_waiting_for_idle_cores() {
+    let Some(sandbox) = sandbox() else { return };
+    // Saturated, yet every sleep known to wait starts at once: the sleeps overlap.
+    let serial = SLEEP * (CHECKS / BASE) as u32;
+    let waiting = run_sleeps(&sandbox, saturated_host, true);
+    assert!(
+        waiting < serial,
+        "{CHECKS} sleeps of {SLEEP:?} marked as waiting took {waiting:?}, as long as {BASE} at a \
+         time would"
+    );
 }

@@ -246,36 +246,50 @@ impl KeptTarget {
     }
 }
 
-/// How long each check took when it last passed (`name<TAB>milliseconds` lines in the data
-/// folder), so that gradings start the longest tests first. Only an ordering hint: a missing or
+/// How long each check took when it last passed, in wall and CPU time (`name<TAB>wall ms<TAB>cpu
+/// ms` lines in the data folder; older records have no CPU column), so that gradings start the
+/// longest tests first and know which of them mostly wait. Only a scheduling hint: a missing or
 /// garbled file orders by the rubric's timeouts, and engines sharing the data folder may overwrite
 /// each other's record.
 #[derive(Debug, Default)]
-pub struct Durations(std::collections::BTreeMap<String, std::time::Duration>);
+pub struct Durations(std::collections::BTreeMap<String, Timing>);
+
+/// One check's last pass: its wall time and, where recorded, its CPU time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Wall time.
+    pub wall: std::time::Duration,
+    /// CPU time of all its processes (unknown in older records).
+    pub cpu: Option<std::time::Duration>,
+}
 
 impl Durations {
     /// The record at `path` (empty when there is none).
     pub fn load(path: &Path) -> Durations {
+        let ms = |field: &str| field.parse().ok().map(std::time::Duration::from_millis);
         let text = fs::read_to_string(path).unwrap_or_default();
         Durations(
             text.lines()
                 .filter_map(|l| {
-                    let (name, ms) = l.split_once('\t')?;
-                    let ms = ms.parse().ok()?;
-                    Some((name.to_string(), std::time::Duration::from_millis(ms)))
+                    let mut fields = l.split('\t');
+                    let name = fields.next()?;
+                    let wall = ms(fields.next()?)?;
+                    let cpu = fields.next().and_then(ms);
+                    Some((name.to_string(), Timing { wall, cpu }))
                 })
                 .collect(),
         )
     }
 
-    /// The duration of `name`'s last pass.
-    pub fn get(&self, name: &str) -> Option<std::time::Duration> {
+    /// The timing of `name`'s last pass.
+    pub fn get(&self, name: &str) -> Option<Timing> {
         self.0.get(name).copied()
     }
 
-    /// Records a pass of `name` that took `took`.
-    pub fn set(&mut self, name: &str, took: std::time::Duration) {
-        self.0.insert(name.to_string(), took);
+    /// Records a pass of `name` that took `wall`, `cpu` of it on a CPU.
+    pub fn set(&mut self, name: &str, wall: std::time::Duration, cpu: std::time::Duration) {
+        let cpu = Some(cpu);
+        self.0.insert(name.to_string(), Timing { wall, cpu });
     }
 
     /// Writes the record to `path` (a whole file replaces the old one in one step).
@@ -283,7 +297,10 @@ impl Durations {
         let text: String = self
             .0
             .iter()
-            .map(|(name, took)| format!("{name}\t{}\n", took.as_millis()))
+            .map(|(name, t)| match t.cpu {
+                Some(cpu) => format!("{name}\t{}\t{}\n", t.wall.as_millis(), cpu.as_millis()),
+                None => format!("{name}\t{}\n", t.wall.as_millis()),
+            })
             .collect();
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;

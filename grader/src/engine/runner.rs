@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::engine::cache::Timing;
 use crate::engine::report::Outcome;
 use crate::engine::rubric::Rubric;
 use crate::engine::sandbox::{
@@ -47,6 +48,9 @@ pub struct Check {
     pub timeout: Duration,
     /// A test or a binary.
     pub kind: Kind,
+    /// Expected to spend its run waiting (see [`Plan::schedule`]): it starts without a lane kept
+    /// for busy processes.
+    pub waits: bool,
 }
 
 impl Check {
@@ -63,6 +67,7 @@ impl Check {
             ],
             timeout,
             kind: Kind::Test,
+            waits: false,
         }
     }
 
@@ -74,6 +79,7 @@ impl Check {
             args: Vec::new(),
             timeout,
             kind: Kind::Binary,
+            waits: false,
         }
     }
 }
@@ -147,15 +153,26 @@ pub fn plan_listed(listed: &BTreeMap<String, String>, timeout: Duration) -> Plan
 }
 
 impl Plan {
-    /// Puts the checks that take longest first (by `expected` time), so that the last process to
-    /// finish is a short one: with a few long tests among many short ones, the run then takes
-    /// about as long as its longest test instead of a long test started last. Order is kept among
-    /// equals; results still fill their own report entries.
-    pub fn longest_first(&mut self, expected: impl Fn(&Check) -> Duration) {
+    /// Orders and marks the checks by how their last passes went (`history`; unrecorded checks
+    /// count as taking their timeout and as busy):
+    ///
+    /// - the longest first, so that the last process to finish is a short one: with a few long
+    ///   tests among many short ones, the run then takes about as long as its longest test instead
+    ///   of a long test started last (order is kept among equals; results still fill their own
+    ///   report entries);
+    /// - those that used under a tenth of their wall time on a CPU (timers, waits for a wake) as
+    ///   [`Check::waits`], so that they do not hold back the busy ones.
+    pub fn schedule(&mut self, history: impl Fn(&Check) -> Option<Timing>) {
+        let expected = |c: &Check| history(c).map_or(c.timeout, |t| t.wall);
         let mut order: Vec<usize> = (0..self.checks.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(expected(&self.checks[i])));
         self.checks = order.iter().map(|&i| self.checks[i].clone()).collect();
         self.slots = order.iter().map(|&i| self.slots[i]).collect();
+        for check in &mut self.checks {
+            check.waits = history(check)
+                .and_then(|t| Some((t.wall, t.cpu?)))
+                .is_some_and(|(wall, cpu)| cpu * 10 < wall);
+        }
     }
 }
 
@@ -287,14 +304,15 @@ pub fn classify(r: &RunResult, kind: Kind) -> Result<(Outcome, Option<String>), 
     })
 }
 
-/// How many test processes run at once: `base` always; past it, more (up to `max`) only while
-/// the host's cores have a whole core's worth of idle time. Most test processes spend their life
-/// waiting (timers, wakes, a hang's timeout), so a fixed count leaves the cores idle; adding
-/// processes only while they are idle gives busy work (a busy loop, a stress test, another job)
-/// the same CPU as with `base` alone.
+/// How many test processes run at once, up to `max`: `base` busy ones always, more busy ones only
+/// while the host's cores have a whole core's worth of idle time, and checks expected to wait
+/// ([`Check::waits`]) whenever a lane is free. Most test processes spend their life waiting
+/// (timers, wakes, a hang's timeout), so a fixed count leaves the cores idle; adding processes only
+/// while they are idle, or only those that will wait, gives busy work (a busy loop, a stress test,
+/// another job) the same CPU as with `base` alone.
 #[derive(Debug, Clone, Copy)]
 pub struct Lanes {
-    /// Processes that always run (at least one).
+    /// Busy processes that always run (at least one).
     pub base: usize,
     /// The most processes at once.
     pub max: usize,
@@ -303,7 +321,8 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// `base` always, up to `max` while the host's cores are idle enough.
+    /// `base` busy processes always, up to `max` while the host's cores are idle enough or the
+    /// checks wait.
     pub fn new(base: usize, max: usize) -> Lanes {
         Lanes {
             base: base.max(1),
@@ -370,8 +389,10 @@ pub fn host_cpu() -> Option<CpuCounters> {
 /// How long the CPU counters are watched before a lane past the base may start a process.
 const IDLE_WINDOW: Duration = Duration::from_millis(25);
 
-/// Lets lanes past the base start a process: at most one start per [`IDLE_WINDOW`], and only
-/// after a window in which at least a whole core's worth of time was idle.
+/// Lets busy processes past the base start, only after a window of [`IDLE_WINDOW`] in which at
+/// least a whole core's worth of time was idle: a lane that has not started one yet joins at most
+/// one per window (a burst of idle time does not start them all at once), a lane that has goes on
+/// starting them while the windows stay idle.
 struct IdleGate {
     counters: fn() -> Option<CpuCounters>,
     /// The last window: when it started, its counters, whether it had a core idle, and whether
@@ -387,8 +408,8 @@ impl IdleGate {
         }
     }
 
-    /// Whether one more process may start now.
-    fn admit(&self) -> bool {
+    /// Whether one more busy process may start now, in a lane that has `joined` already.
+    fn admit(&self, joined: bool) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (started, earlier, idle, granted) = &mut *state;
         if started.elapsed() >= IDLE_WINDOW {
@@ -399,13 +420,16 @@ impl IdleGate {
             };
             (*started, *earlier, *granted) = (Instant::now(), now, false);
         }
+        if joined {
+            return *idle;
+        }
         let admit = *idle && !*granted;
         *granted |= admit;
         admit
     }
 }
 
-/// Runs every check through the sandbox, as many at once as `lanes` allow, calling
+/// Runs every check through the sandbox, in order, as many at once as `lanes` allow, calling
 /// `on_done(k, total, name)` as each finishes. Results come back in the order of `checks`.
 pub fn run_all(
     sandbox: &Sandbox,
@@ -415,7 +439,8 @@ pub fn run_all(
     lanes: Lanes,
     on_done: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Vec<CheckResult>, RunnerError> {
-    let next = AtomicUsize::new(0);
+    // The next check to start, and the busy processes running now.
+    let state = Mutex::new((0usize, 0usize));
     let done = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<CheckResult, RunnerError>>>> =
         Mutex::new((0..checks.len()).map(|_| None).collect());
@@ -423,25 +448,44 @@ pub fn run_all(
     // Processes running now, and the most at once (for whoever tunes the lanes).
     let (running, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
     std::thread::scope(|s| {
-        for lane in 0..lanes.max.max(1).min(checks.len().max(1)) {
-            let (next, done, results, gate) = (&next, &done, &results, &gate);
+        for _ in 0..lanes.max.max(1).min(checks.len().max(1)) {
+            let (state, done, results, gate) = (&state, &done, &results, &gate);
             let (running, peak) = (&running, &peak);
-            s.spawn(move || loop {
-                // A lane past the base waits for idle cores (or for the work to run out).
-                while lane >= lanes.base && !gate.admit() {
-                    if next.load(Ordering::SeqCst) >= checks.len() {
-                        return;
+            s.spawn(move || {
+                let mut joined = false;
+                loop {
+                    let taken = {
+                        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                        let (next, busy) = &mut *state;
+                        let Some(check) = checks.get(*next) else {
+                            break;
+                        };
+                        let past_base = !check.waits && *busy >= lanes.base;
+                        if past_base && !gate.admit(joined) {
+                            None
+                        } else {
+                            joined |= past_base;
+                            *busy += usize::from(!check.waits);
+                            *next += 1;
+                            Some(*next - 1)
+                        }
+                    };
+                    // A busy check past the base waits for idle cores.
+                    let Some(i) = taken else {
+                        std::thread::sleep(IDLE_WINDOW / 2);
+                        continue;
+                    };
+                    let check = &checks[i];
+                    peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                    let r = run_one(sandbox, template, limits, check);
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    if !check.waits {
+                        state.lock().unwrap_or_else(|e| e.into_inner()).1 -= 1;
                     }
-                    std::thread::sleep(IDLE_WINDOW / 2);
+                    results.lock().unwrap()[i] = Some(r);
+                    let k = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    on_done(k, checks.len(), &check.name);
                 }
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(check) = checks.get(i) else { break };
-                peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-                let r = run_one(sandbox, template, limits, check);
-                running.fetch_sub(1, Ordering::SeqCst);
-                results.lock().unwrap()[i] = Some(r);
-                let k = done.fetch_add(1, Ordering::SeqCst) + 1;
-                on_done(k, checks.len(), &check.name);
             });
         }
     });
@@ -665,27 +709,45 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_checks_start_first_and_fill_their_own_entries() {
+    fn the_longest_checks_start_first_and_the_waiting_ones_are_marked() {
         let listed: BTreeMap<String, String> = ["m::short", "m::long", "m::unknown"]
             .iter()
             .map(|n| (n.to_string(), "/all".to_string()))
             .collect();
         let mut plan = plan_listed(&listed, Duration::from_secs(10));
         assert_eq!(rubric_name("m::long"), "long");
-        let took = |c: &Check| match c.name.as_str() {
-            "m::short" => Duration::from_millis(5),
-            "m::long" => Duration::from_millis(900),
-            _ => c.timeout,
+        let ms = Duration::from_millis;
+        let history = |c: &Check| match c.name.as_str() {
+            "m::short" => Some(Timing {
+                wall: ms(5),
+                cpu: Some(ms(4)),
+            }),
+            "m::long" => Some(Timing {
+                wall: ms(900),
+                cpu: Some(ms(20)),
+            }),
+            _ => None,
         };
-        plan.longest_first(took);
-        let order: Vec<(&str, usize)> = plan
+        plan.schedule(history);
+        let order: Vec<(&str, usize, bool)> = plan
             .checks
             .iter()
-            .map(|c| c.name.as_str())
             .zip(plan.slots.iter().copied())
+            .map(|(c, slot)| (c.name.as_str(), slot, c.waits))
             .collect();
-        // The unrecorded test counts as its timeout; each keeps its slot (listing order: l, s, u).
-        assert_eq!(order, [("m::unknown", 2), ("m::long", 0), ("m::short", 1)]);
+        // The unrecorded test counts as its timeout and as busy; each keeps its slot (listing
+        // order: l, s, u); only the long one that used under a tenth of its time on a CPU waits.
+        assert_eq!(
+            order,
+            [
+                ("m::unknown", 2, false),
+                ("m::long", 0, true),
+                ("m::short", 1, false)
+            ]
+        );
+        // An older record without CPU time orders but does not mark.
+        plan.schedule(|c| history(c).map(|t| Timing { cpu: None, ..t }));
+        assert!(plan.checks.iter().all(|c| !c.waits));
     }
 
     #[test]
