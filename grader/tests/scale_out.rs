@@ -152,12 +152,11 @@ async fn two_workers_grade_200_concurrent_uploads_each_once_and_the_web_tier_see
     let limit = Duration::from_secs(60);
     c.until("SELECT COUNT(*) FROM workers", 2, limit, &[&a, &b])
         .await;
-    let health: Value = reqwest::get(format!("http://{}/healthz", c.server.addr().unwrap()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = common::json_of(reqwest::get(format!(
+        "http://{}/healthz",
+        c.server.addr().unwrap()
+    )))
+    .await;
     assert_eq!(
         (&health["status"], &health["workers"]["processes_alive"]),
         (&Value::from("ok"), &Value::from(2)),

@@ -338,12 +338,7 @@ async fn the_api_writes_and_reads_every_kind_of_row(s: Store) {
     assert!(queue::finish(&s.db, &job, &report_scoring(77), "v1")
         .await
         .unwrap());
-    let shown: Value = get(&format!("/api/submissions/{id}"), s.token("s1"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = common::json_of(get(&format!("/api/submissions/{id}"), s.token("s1"))).await;
     assert_eq!(
         (&shown["status"], &shown["score"]),
         (&Value::from("graded"), &Value::from(77)),
@@ -353,19 +348,9 @@ async fn the_api_writes_and_reads_every_kind_of_row(s: Store) {
         .await
         .unwrap();
     assert_eq!(download.bytes().await.unwrap().to_vec(), vec![1u8; 100]);
-    let me: Value = get("/api/me", s.token("s1"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = common::json_of(get("/api/me", s.token("s1"))).await;
     assert_eq!(me["submissions"], 1, "{me}");
-    let book: Value = get("/api/gradebook", s.token("t1"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let book = common::json_of(get("/api/gradebook", s.token("t1"))).await;
     assert!(book.to_string().contains("77"), "{book}");
     let csv = get("/api/gradebook.csv", s.token("t1"))
         .await
@@ -387,12 +372,7 @@ async fn the_api_writes_and_reads_every_kind_of_row(s: Store) {
         "{:?}",
         regrade.text().await
     );
-    let progress: Value = get("/api/regrades/1", s.token("t1"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let progress = common::json_of(get("/api/regrades/1", s.token("t1"))).await;
     assert_eq!(progress["total"], 1, "{progress}");
     let extension = client
         .post(format!("{base}/api/extensions"))

@@ -41,7 +41,8 @@ pub struct Cli {
     /// `grader setup --hidden-tests DIR` recorded in the data folder.
     #[arg(long, env = "GRADER_HIDDEN_TESTS", global = true)]
     pub hidden_tests: Option<PathBuf>,
-    /// Test processes run at once (default: the number of cores).
+    /// Job slots for test processes (default: the number of cores): each runs two busy test
+    /// processes at once, and up to eight while a core is idle or the tests wait on timers.
     #[arg(long, env = "GRADER_JOBS", global = true)]
     pub jobs: Option<usize>,
     /// Where unprivileged user namespaces are restricted, run sandboxes as root mapped to uid 65534

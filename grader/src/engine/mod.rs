@@ -60,8 +60,8 @@ pub struct Config {
     /// The hidden tests package with its `rubric.toml`; `None` for an engine that runs only the
     /// public tests (`grader check`, where students have no hidden tests).
     pub hidden_tests: Option<PathBuf>,
-    /// Job slots for test processes; each keeps two test processes going, and up to four while the
-    /// cores are idle (see `PROCESSES_PER_JOB`).
+    /// Job slots for test processes; each keeps two busy test processes going, and up to eight
+    /// processes while the cores are idle or the tests wait (see `IDLE_PROCESSES_PER_JOB`).
     pub jobs: usize,
     /// Limits of the build.
     pub build_limits: Limits,

@@ -200,3 +200,10 @@ pub fn report_scoring(score: u32) -> grader::engine::report::Report {
     report.max_score = 100;
     report
 }
+
+/// The JSON body of a response that must arrive (the request's own future, awaited here).
+pub async fn json_of(
+    response: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+) -> serde_json::Value {
+    response.await.unwrap().json().await.unwrap()
+}
