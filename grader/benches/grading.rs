@@ -10,7 +10,9 @@
 //! 1.25).
 //!
 //! `cargo bench -p grader --bench grading [-- RUNS]` (default 5 runs each). Prints every run, the
-//! medians and the ratios grader/baseline (targets: reference at most 3 s and 0.7; check 1.25).
+//! medians and the ratios grader/baseline (targets: reference at most 3 s and 0.7; check 1.25),
+//! and the reference's run phase beside the CPU time its test processes used in their sandboxes
+//! (spread over every core, a floor for the run phase).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -234,6 +236,8 @@ fn main() {
 
     let mut graded: Vec<Vec<Duration>> = vec![Vec::new(); uploads.len()];
     let mut plain = Vec::new();
+    // The reference's run phase and the CPU time its test processes used inside their sandboxes.
+    let mut reference_runs: Vec<(Duration, Duration)> = Vec::new();
     print!("{:>4}", "run");
     for u in &uploads {
         print!(" {:>20}", u.name);
@@ -245,6 +249,10 @@ fn main() {
             let (took, report) = grade(&engine, u);
             times.push(took);
             let t = &report.timings;
+            if u.name == uploads[0].name {
+                let cpu: u64 = report.tests.iter().map(|t| t.cpu_ms).sum();
+                reference_runs.push((Duration::from_millis(t.run_ms), Duration::from_millis(cpu)));
+            }
             print!(
                 " {:>20}",
                 format!(
@@ -278,6 +286,17 @@ fn main() {
     println!(
         "median baseline (bare warm cargo test of the reference's workspace) {}; targets: reference <= 3 s and <= 0.7 x baseline",
         secs(p)
+    );
+    // Whether the reference's run phase is bounded by the CPU: its processes' own CPU time
+    // (without what the grader spends on them outside their sandboxes) spread over every core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let run = median(reference_runs.iter().map(|r| r.0).collect());
+    let cpu = median(reference_runs.iter().map(|r| r.1).collect());
+    println!(
+        "reference's run phase: median {} of wall time; its test processes used {} of CPU inside their sandboxes, at least {} on {cores} cores",
+        secs(run),
+        secs(cpu),
+        secs(cpu / cores as u32)
     );
 
     // `grader check`: a public-only engine (a data folder of its own, sharing the toolchain and
