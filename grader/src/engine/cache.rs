@@ -288,8 +288,11 @@ impl Durations {
 
     /// Records a pass of `name` that took `wall`, `cpu` of it on a CPU.
     pub fn set(&mut self, name: &str, wall: std::time::Duration, cpu: std::time::Duration) {
-        let cpu = Some(cpu);
-        self.0.insert(name.to_string(), Timing { wall, cpu });
+        let timing = Timing {
+            wall,
+            cpu: Some(cpu),
+        };
+        self.0.insert(name.to_string(), timing);
     }
 
     /// Writes the record to `path` (a whole file replaces the old one in one step).

@@ -163,16 +163,16 @@ impl Plan {
     /// - those that used under a tenth of their wall time on a CPU (timers, waits for a wake) as
     ///   [`Check::waits`], so that they do not hold back the busy ones.
     pub fn schedule(&mut self, history: impl Fn(&Check) -> Option<Timing>) {
-        let expected = |c: &Check| history(c).map_or(c.timeout, |t| t.wall);
+        let timings: Vec<Option<Timing>> = self.checks.iter().map(&history).collect();
+        let expected = |i: usize| timings[i].map_or(self.checks[i].timeout, |t| t.wall);
         let mut order: Vec<usize> = (0..self.checks.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(expected(&self.checks[i])));
-        self.checks = order.iter().map(|&i| self.checks[i].clone()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(expected(i)));
+        let checks = order.iter().map(|&i| Check {
+            waits: timings[i].is_some_and(|t| t.cpu.is_some_and(|cpu| mostly_waiting(cpu, t.wall))),
+            ..self.checks[i].clone()
+        });
+        self.checks = checks.collect();
         self.slots = order.iter().map(|&i| self.slots[i]).collect();
-        for check in &mut self.checks {
-            check.waits = history(check)
-                .and_then(|t| Some((t.wall, t.cpu?)))
-                .is_some_and(|(wall, cpu)| cpu * 10 < wall);
-        }
     }
 }
 
@@ -214,6 +214,13 @@ pub enum RunnerError {
     Listing(String),
 }
 
+/// Whether a process that ran for `wall` and used `cpu` of it on a CPU spent it mostly waiting:
+/// under a tenth (a loaded machine still gives a busy loop more, a waiting process uses almost
+/// none).
+fn mostly_waiting(cpu: Duration, wall: Duration) -> bool {
+    cpu * 10 < wall
+}
+
 /// Classifies a finished process. A timeout is "idle" (waiting: a deadlock or a lost wake) when it
 /// used under a tenth of its wall time on a CPU (a loaded machine gives a busy loop less than a
 /// whole core, while a waiting process uses almost none), and "busy" (a busy loop or livelock)
@@ -224,7 +231,7 @@ pub enum RunnerError {
 pub fn classify(r: &RunResult, kind: Kind) -> Result<(Outcome, Option<String>), String> {
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     let activity = || {
-        if r.cpu.as_secs_f64() >= 0.1 * r.wall.as_secs_f64() {
+        if !mostly_waiting(r.cpu, r.wall) {
             format!(
                 "it was busy the whole time (CPU {}): a busy loop or a livelock, such as a task \
                  that keeps waking itself without making progress",
@@ -429,6 +436,13 @@ impl IdleGate {
     }
 }
 
+/// Where [`run_all`] stands: the next check to start, and the busy ones running now.
+#[derive(Default)]
+struct Started {
+    next: usize,
+    busy: usize,
+}
+
 /// Runs every check through the sandbox, in order, as many at once as `lanes` allow, calling
 /// `on_done(k, total, name)` as each finishes. Results come back in the order of `checks`.
 pub fn run_all(
@@ -439,8 +453,7 @@ pub fn run_all(
     lanes: Lanes,
     on_done: &(dyn Fn(usize, usize, &str) + Sync),
 ) -> Result<Vec<CheckResult>, RunnerError> {
-    // The next check to start, and the busy processes running now.
-    let state = Mutex::new((0usize, 0usize));
+    let state = Mutex::new(Started::default());
     let done = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<CheckResult, RunnerError>>>> =
         Mutex::new((0..checks.len()).map(|_| None).collect());
@@ -456,18 +469,17 @@ pub fn run_all(
                 loop {
                     let taken = {
                         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-                        let (next, busy) = &mut *state;
-                        let Some(check) = checks.get(*next) else {
+                        let Some(check) = checks.get(state.next) else {
                             break;
                         };
-                        let past_base = !check.waits && *busy >= lanes.base;
+                        let past_base = !check.waits && state.busy >= lanes.base;
                         if past_base && !gate.admit(joined) {
                             None
                         } else {
                             joined |= past_base;
-                            *busy += usize::from(!check.waits);
-                            *next += 1;
-                            Some(*next - 1)
+                            state.busy += usize::from(!check.waits);
+                            state.next += 1;
+                            Some(state.next - 1)
                         }
                     };
                     // A busy check past the base waits for idle cores.
@@ -480,7 +492,7 @@ pub fn run_all(
                     let r = run_one(sandbox, template, limits, check);
                     running.fetch_sub(1, Ordering::SeqCst);
                     if !check.waits {
-                        state.lock().unwrap_or_else(|e| e.into_inner()).1 -= 1;
+                        state.lock().unwrap_or_else(|e| e.into_inner()).busy -= 1;
                     }
                     results.lock().unwrap()[i] = Some(r);
                     let k = done.fetch_add(1, Ordering::SeqCst) + 1;
