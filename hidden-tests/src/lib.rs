@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 /// correct solution, even on a loaded machine.
 pub const HANG_SECS: u64 = 5;
 
+/// How long a test waits for something that a correct solution makes happen (a wake, a poll, a
+/// helper thread's progress) before it ends as a [`hang`].
+pub const WAIT: Duration = Duration::from_secs(HANG_SECS);
+
 /// The exit code of a test process that ended in [`hang`]: the grader reports it as a timeout, not
 /// as a failed assertion (a panic exits with 101, an abort dies by a signal, and the student's
 /// crate may not call `std::process`, so no other path produces it). The grader's runner has the
@@ -398,6 +402,58 @@ impl Counter {
     pub fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
+}
+
+/// A task that waits for `gate` to open, then bumps `done`: pending on a wake that the test
+/// controls.
+pub fn bump_when_open(gate: &Gate, done: &Counter) -> impl Future<Output = ()> + Send + 'static {
+    let (wait, done) = (gate.wait(), done.clone());
+    async move {
+        wait.await;
+        done.bump();
+    }
+}
+
+/// Opens `gate` from a helper thread `delay` after a future of the gate was first polled (never,
+/// if none is polled within [`WAIT`]): a wake from outside the executor, once its task waits.
+pub fn open_from_another_thread(gate: &Gate, delay: Duration) {
+    let gate = gate.clone();
+    thread::spawn(move || {
+        if gate.wait_for_polls(1, WAIT) {
+            thread::sleep(delay);
+            gate.open();
+        }
+    });
+}
+
+/// A task whose first poll hands a clone of its waker to a helper thread and returns `Pending`
+/// only once that thread's wake has returned; its second poll is ready. `polls` counts its polls.
+/// A wake that has not returned within [`WAIT`] is stuck until the poll ends (the executor holds a
+/// lock across the poll that the wake needs), so the test ends as a [`hang`].
+pub fn woken_by_another_thread_during_poll(
+    polls: Counter,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (waker_tx, waker_rx) = mpsc::channel::<Waker>();
+    let (woken_tx, woken_rx) = mpsc::channel();
+    thread::spawn(move || {
+        for waker in waker_rx {
+            waker.wake();
+            let _ = woken_tx.send(());
+        }
+    });
+    futures::future::poll_fn(move |cx| {
+        if polls.bump() > 1 {
+            return Poll::Ready(());
+        }
+        let _ = waker_tx.send(cx.waker().clone());
+        if woken_rx.recv_timeout(WAIT).is_err() {
+            hang(
+                "a wake from another thread while the task was being polled",
+                HANG_SECS,
+            );
+        }
+        Poll::Pending
+    })
 }
 
 /// An append-only log shared between a test and its futures, e.g. the order in which tasks were

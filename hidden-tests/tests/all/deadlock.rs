@@ -5,7 +5,6 @@
 //! pending without arranging a wake. Each test checks that the work was done, not only that the
 //! call returned: an executor that follows the spec abandons a task that no waker can reach.
 
-use std::sync::mpsc;
 use std::task::{Poll, Waker};
 use std::thread;
 use std::time::Duration;
@@ -15,13 +14,11 @@ use futures::executor::block_on;
 use futures::future;
 use futures_test::future::FutureTestExt;
 use hidden_tests::{
-    expect_within, hang, on_drop, self_waking, wake_a_clone, with_watchdog, Counter, Flag, Gate,
-    Log, HANG_SECS,
+    bump_when_open, expect_within, on_drop, self_waking, wake_a_clone, with_watchdog,
+    woken_by_another_thread_during_poll, Counter, Flag, Gate, Log, HANG_SECS, WAIT,
 };
 use runtime::custom_future::{self, CountdownFuture, MapFuture};
 use runtime::executor::new_executor_and_spawner;
-
-const WAIT: Duration = Duration::from_secs(HANG_SECS);
 
 /// Targets an executor that holds its queue lock (or the task's) while polling: a task calls
 /// `wake_by_ref` on its own waker inside `poll` five times; that wake must not block, and the
@@ -79,13 +76,8 @@ fn deadlock_self_wake_through_clones_inside_poll() {
 #[test]
 fn deadlock_wake_another_task_inside_poll() {
     let (executor, spawner) = new_executor_and_spawner();
-    let gate = Gate::new();
-    let done = Counter::new();
-    let (wait, finished) = (gate.wait(), done.clone());
-    spawner.spawn(async move {
-        wait.await;
-        finished.bump();
-    });
+    let (gate, done) = (Gate::new(), Counter::new());
+    spawner.spawn(bump_when_open(&gate, &done));
     let finished = done.clone();
     spawner.spawn(async move {
         gate.open();
@@ -137,29 +129,7 @@ fn deadlock_spawn_inside_poll() {
 #[test]
 fn deadlock_wake_from_another_thread_during_poll() {
     let (executor, spawner) = new_executor_and_spawner();
-    let (waker_tx, waker_rx) = mpsc::channel::<Waker>();
-    let (woken_tx, woken_rx) = mpsc::channel();
-    thread::spawn(move || {
-        for waker in waker_rx {
-            waker.wake();
-            let _ = woken_tx.send(());
-        }
-    });
-    let polls = Counter::new();
-    spawner.spawn(future::poll_fn(move |cx| {
-        if polls.bump() > 1 {
-            return Poll::Ready(());
-        }
-        let _ = waker_tx.send(cx.waker().clone());
-        if woken_rx.recv_timeout(WAIT).is_err() {
-            // The wake is stuck until this poll returns: the executor's lock is held across it.
-            hang(
-                "a wake from another thread while the task was being polled",
-                HANG_SECS,
-            );
-        }
-        Poll::Pending
-    }));
+    spawner.spawn(woken_by_another_thread_during_poll(Counter::new()));
     drop(spawner);
     drop(with_watchdog(
         3 * HANG_SECS,

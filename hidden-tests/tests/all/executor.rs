@@ -11,14 +11,13 @@ use std::time::Duration;
 use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
 use hidden_tests::{
-    expect_within, self_waking, thread_cpu_time, wake_a_clone, with_watchdog, Counter, Gate, Log,
-    HANG_SECS,
+    bump_when_open, expect_within, open_from_another_thread, self_waking, thread_cpu_time,
+    wake_a_clone, with_watchdog, Counter, Gate, Log, HANG_SECS, WAIT,
 };
 use runtime::executor::{
     new_executor_and_spawner, new_executor_and_spawner_with_capacity, SpawnError, MAX_QUEUED_TASKS,
 };
 
-const WAIT: Duration = Duration::from_secs(HANG_SECS);
 /// How long `run` has nothing to do in the spinning check: a blocked thread's CPU time stays near
 /// zero however long the wait, so a short one tells spinning apart as well as a long one (a tenth
 /// of it is the limit), and every grading waits for it.
@@ -62,20 +61,10 @@ fn executor_runs_tasks_and_subtasks_then_returns() {
 #[test]
 fn executor_run_waits_for_a_wake_from_another_thread() {
     let (executor, spawner) = new_executor_and_spawner();
-    let gate = Gate::new();
-    let done = Counter::new();
-    let (wait, finished) = (gate.wait(), done.clone());
-    spawner.spawn(async move {
-        wait.await;
-        finished.bump();
-    });
+    let (gate, done) = (Gate::new(), Counter::new());
+    spawner.spawn(bump_when_open(&gate, &done));
     drop(spawner);
-    let opener = gate.clone();
-    thread::spawn(move || {
-        if opener.wait_for_polls(1, WAIT) {
-            opener.open();
-        }
-    });
+    open_from_another_thread(&gate, Duration::ZERO);
     drop(run_with_watchdog(
         executor,
         "run() with a task woken from another thread",
@@ -92,21 +81,10 @@ fn executor_run_waits_for_a_wake_from_another_thread() {
 #[test]
 fn executor_run_blocks_without_spinning() {
     let (executor, spawner) = new_executor_and_spawner();
-    let gate = Gate::new();
-    let done = Counter::new();
-    let (wait, finished) = (gate.wait(), done.clone());
-    spawner.spawn(async move {
-        wait.await;
-        finished.bump();
-    });
+    let (gate, done) = (Gate::new(), Counter::new());
+    spawner.spawn(bump_when_open(&gate, &done));
     drop(spawner);
-    let opener = gate.clone();
-    thread::spawn(move || {
-        if opener.wait_for_polls(1, WAIT) {
-            thread::sleep(IDLE);
-            opener.open();
-        }
-    });
+    open_from_another_thread(&gate, IDLE);
     let cpu = with_watchdog(HANG_SECS, "run() waiting for a wake", move || {
         let before = thread_cpu_time();
         executor.run();
@@ -178,13 +156,8 @@ fn executor_run_until_stalled_counts_its_polls() {
 #[test]
 fn executor_run_until_stalled_returns_with_a_pending_task() {
     let (executor, spawner) = new_executor_and_spawner();
-    let gate = Gate::new();
-    let done = Counter::new();
-    let (wait, finished) = (gate.wait(), done.clone());
-    spawner.spawn(async move {
-        wait.await;
-        finished.bump();
-    });
+    let (gate, done) = (Gate::new(), Counter::new());
+    spawner.spawn(bump_when_open(&gate, &done));
     let (executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
     assert_eq!(polls, 1);
     assert_eq!(done.get(), 0);

@@ -6,7 +6,7 @@
 //! so every test checks results.
 
 use std::sync::mpsc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,15 +15,13 @@ use futures::executor::block_on;
 use futures::future::{self, FutureExt};
 use futures_test::future::FutureTestExt;
 use hidden_tests::{
-    expect_within, hang, hooked_waker, poll_during_its_wake, poll_with, probe_waker,
-    proc_thread_id, wait_until_asleep, with_watchdog, Counter, Gate, Log, PolledDuringWake,
-    HANG_SECS,
+    bump_when_open, expect_within, hooked_waker, poll_during_its_wake, poll_with, probe_waker,
+    proc_thread_id, wait_until_asleep, with_watchdog, woken_by_another_thread_during_poll, Counter,
+    Gate, Log, PolledDuringWake, HANG_SECS, WAIT,
 };
 use runtime::custom_future::{ManualFuture, MapFuture};
 use runtime::executor::new_executor_and_spawner;
 use runtime::timer::{FirstTimer, TimerFuture};
-
-const WAIT: Duration = Duration::from_secs(HANG_SECS);
 
 /// Targets an executor that clears a task's "queued" flag *after* the poll, so that a wake during
 /// the poll is swallowed: five tasks each await three `pending_once` futures (futures-test; each
@@ -58,30 +56,9 @@ fn missed_wake_self_wakes_during_polls_are_kept() {
 #[test]
 fn missed_wake_from_another_thread_during_poll_leads_to_a_poll() {
     let (executor, spawner) = new_executor_and_spawner();
-    let (waker_tx, waker_rx) = mpsc::channel::<Waker>();
-    let (woken_tx, woken_rx) = mpsc::channel();
-    thread::spawn(move || {
-        for waker in waker_rx {
-            waker.wake();
-            let _ = woken_tx.send(());
-        }
-    });
     let polls = Counter::new();
-    let seen = polls.clone();
-    spawner.spawn(future::poll_fn(move |cx| {
-        if seen.bump() > 1 {
-            return Poll::Ready(());
-        }
-        let _ = waker_tx.send(cx.waker().clone());
-        if woken_rx.recv_timeout(WAIT).is_err() {
-            // Not lost but stuck until this poll returns: the executor's lock is held across it.
-            hang(
-                "a wake from another thread while the task was being polled",
-                HANG_SECS,
-            );
-        }
-        Poll::Pending
-    }));
+    // A wake that is not lost but stuck until the poll returns ends the test as a hang.
+    spawner.spawn(woken_by_another_thread_during_poll(polls.clone()));
     let (_executor, made) = with_watchdog(3 * HANG_SECS, "run_until_stalled()", move || {
         let made = executor.run_until_stalled();
         (executor, made)
@@ -359,13 +336,8 @@ fn missed_wake_timer_marks_fired_before_waking() {
 #[test]
 fn missed_wake_run_keeps_waiting_through_other_signals() {
     let (executor, spawner) = new_executor_and_spawner();
-    let gate = Gate::new();
-    let done = Counter::new();
-    let (wait, finished) = (gate.wait(), done.clone());
-    spawner.spawn(async move {
-        wait.await;
-        finished.bump();
-    });
+    let (gate, done) = (Gate::new(), Counter::new());
+    spawner.spawn(bump_when_open(&gate, &done));
     let abandoned: Vec<Gate> = (0..3).map(|_| Gate::new()).collect();
     for other in &abandoned {
         spawner.spawn(other.wait());

@@ -38,6 +38,20 @@ fn gated(name: &'static str, gate: &Gate, log: &Log<&'static str>) -> impl Futur
     })
 }
 
+/// Spawns a High task ("high") waiting for a gate, then three Low tasks: "low 0" opens the gate,
+/// "low 1" and "low 2" finish at once. Each logs its polls.
+fn spawn_high_woken_by_first_of_three_low(spawner: &Spawner, log: &Log<&'static str>) {
+    let gate = Gate::new();
+    spawn(spawner, Priority::High, gated("high", &gate, log));
+    let low_log = log.clone();
+    spawner.spawn(async move {
+        low_log.push("low 0");
+        gate.open();
+    });
+    spawner.spawn(logging("low 1", 1, log));
+    spawner.spawn(logging("low 2", 1, log));
+}
+
 fn spawn(spawner: &Spawner, priority: Priority, task: impl Future<Output = ()> + Send + 'static) {
     spawner
         .spawn_with_priority(priority, task)
@@ -93,16 +107,7 @@ fn priority_fifo_in_the_order_tasks_became_ready() {
 fn priority_woken_high_task_overtakes_ready_low_tasks() {
     let (executor, spawner) = new_executor_and_spawner();
     let log = Log::new();
-    let gate = Gate::new();
-    spawn(&spawner, Priority::High, gated("high", &gate, &log));
-    let opener = gate.clone();
-    let low_log = log.clone();
-    spawner.spawn(async move {
-        low_log.push("low 0");
-        opener.open();
-    });
-    spawner.spawn(logging("low 1", 1, &log));
-    spawner.spawn(logging("low 2", 1, &log));
+    spawn_high_woken_by_first_of_three_low(&spawner, &log);
     drop(spawner);
     drop(run_with_watchdog(executor, "run()"));
     assert_eq!(log.entries(), ["high", "low 0", "high", "low 1", "low 2"]);
@@ -153,16 +158,7 @@ fn priority_high_task_spawned_by_a_task_runs_next() {
 fn priority_run_until_stalled_serves_woken_high_task_first() {
     let (executor, spawner) = new_executor_and_spawner();
     let log = Log::new();
-    let gate = Gate::new();
-    spawn(&spawner, Priority::High, gated("high", &gate, &log));
-    let opener = gate.clone();
-    let low_log = log.clone();
-    spawner.spawn(async move {
-        low_log.push("low 0");
-        opener.open();
-    });
-    spawner.spawn(logging("low 1", 1, &log));
-    spawner.spawn(logging("low 2", 1, &log));
+    spawn_high_woken_by_first_of_three_low(&spawner, &log);
     let (_executor, polls) = run_until_stalled_with_watchdog(
         executor,
         "run_until_stalled() with a High task woken by a Low one",

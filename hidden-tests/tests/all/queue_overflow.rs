@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
 use hidden_tests::{
-    panic_message_of, self_waking, wake_a_clone, with_watchdog, Counter, Gate, Log, HANG_SECS,
+    bump_when_open, panic_message_of, self_waking, wake_a_clone, with_watchdog, Counter, Gate, Log,
+    HANG_SECS,
 };
 use runtime::executor::{new_executor_and_spawner_with_capacity, Priority, SpawnError};
 use runtime::timer::TimerFuture;
@@ -161,16 +162,9 @@ fn queue_overflow_spawn_past_capacity_is_refused() {
     let (executor, spawner) = new_executor_and_spawner_with_capacity(3);
     let gates = [Gate::new(), Gate::new(), Gate::new(), Gate::new()];
     let done = Counter::new();
-    let waiting = |gate: &Gate| {
-        let (wait, finished) = (gate.wait(), done.clone());
-        async move {
-            wait.await;
-            finished.bump();
-        }
-    };
     for gate in &gates[..3] {
         spawner
-            .try_spawn(waiting(gate))
+            .try_spawn(bump_when_open(gate, &done))
             .expect("room for three tasks");
     }
     assert_eq!(spawner.try_spawn(async {}), Err(SpawnError::QueueFull));
@@ -186,7 +180,7 @@ fn queue_overflow_spawn_past_capacity_is_refused() {
     gates[0].open();
     let (executor, _) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
     spawner
-        .try_spawn(waiting(&gates[3]))
+        .try_spawn(bump_when_open(&gates[3], &done))
         .expect("a finished task frees its slot");
     assert_eq!(spawner.try_spawn(async {}), Err(SpawnError::QueueFull));
     for gate in &gates[1..] {
@@ -266,13 +260,8 @@ fn queue_overflow_spawn_flood_at_full_capacity_twice() {
 #[test]
 fn queue_overflow_wake_storm_does_not_cost_another_task_its_wake() {
     let (executor, spawner) = new_executor_and_spawner_with_capacity(4);
-    let gate = Gate::new();
-    let done = Counter::new();
-    let (wait, finished) = (gate.wait(), done.clone());
-    spawner.spawn(async move {
-        wait.await;
-        finished.bump();
-    });
+    let (gate, done) = (Gate::new(), Counter::new());
+    spawner.spawn(bump_when_open(&gate, &done));
     let (executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
     assert_eq!(made, 1, "the waiting task is polled once");
     let mut storms = 0;

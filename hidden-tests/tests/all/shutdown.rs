@@ -7,14 +7,11 @@ use std::future::Future;
 use std::sync::mpsc;
 use std::task::Poll;
 use std::thread;
-use std::time::Duration;
 
 use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
-use hidden_tests::{on_drop, panic_message_of, with_watchdog, Flag, Gate, Log, HANG_SECS};
+use hidden_tests::{on_drop, panic_message_of, with_watchdog, Flag, Gate, Log, HANG_SECS, WAIT};
 use runtime::executor::{new_executor_and_spawner, Priority, SpawnError, Spawner};
-
-const WAIT: Duration = Duration::from_secs(HANG_SECS);
 
 /// The names of the tasks in the order of their polls.
 type Polls = Log<&'static str>;

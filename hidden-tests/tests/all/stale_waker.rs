@@ -11,12 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::support::run_with_watchdog;
 use futures::future::{self, FutureExt};
-use hidden_tests::{expect_within, poll_with, probe_waker, Flag, Gate, Log, WakeProbe, HANG_SECS};
+use hidden_tests::{expect_within, poll_with, probe_waker, Flag, Gate, Log, WakeProbe, WAIT};
 use runtime::custom_future::{ManualFuture, MapFuture};
 use runtime::executor::new_executor_and_spawner;
 use runtime::timer::{FirstTimer, TimerFuture};
-
-const WAIT: Duration = Duration::from_secs(HANG_SECS);
 
 /// Polls `future` with a waker A, then with a waker B, and returns B's probe, or `None` if either
 /// poll was already ready (then the case is inconclusive and the caller retries or gives up).

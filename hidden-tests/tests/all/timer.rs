@@ -7,10 +7,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
-use hidden_tests::{expect_within, poll_with, probe_waker, with_watchdog, HANG_SECS};
+use hidden_tests::{expect_within, poll_with, probe_waker, with_watchdog, HANG_SECS, WAIT};
 use runtime::timer::{FirstTimer, TimerFuture};
-
-const WAIT: Duration = Duration::from_secs(HANG_SECS);
 
 /// Targets a timer that never fires, fires early, or does not wake `block_on`: the future can only
 /// be ready once its duration has passed since `new`, and then it must be.
