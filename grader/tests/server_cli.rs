@@ -1,6 +1,7 @@
 //! `grader roster` and `grader serve` through the real binary: tokens printed once, re-imports
-//! that change nobody's token, `roster token` revoking the old one, `roster extend`, a roster mistake named with
-//! exit 2 (no hidden tests are needed for these), and a server killed with SIGKILL mid-grading that
+//! that change nobody's token, `roster token` revoking the old one, `roster extend`, an explicit
+//! SQLite file created (or its missing folder named), a roster mistake named with exit 2 (no
+//! hidden tests are needed for these), and a server killed with SIGKILL mid-grading that
 //! grades the upload after a restart, then exits 0 on SIGTERM; and the README's own `curl` lines,
 //! run as written, read 100/100 in the report, the gradebook and its CSV.
 
@@ -88,6 +89,54 @@ fn roster_import_prints_new_tokens_once_and_token_replaces_one() {
         let refused = grader(&data, &args);
         assert_eq!(refused.status.code(), Some(2), "{args:?}");
     }
+}
+
+/// An explicit `--database sqlite://FILE` creates a file that does not exist yet, as the default
+/// database does; one in a folder that does not exist ends with exit 2 naming the folder, and
+/// creates nothing.
+#[test]
+fn an_explicit_sqlite_file_is_created_and_a_missing_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let csv = dir.path().join("roster.csv");
+    std::fs::write(&csv, "id,name,email,role\ns1,Ann,ann@example.org,student\n").unwrap();
+    let file = dir.path().join("class.db");
+    let url = format!("sqlite://{}", file.display());
+    let created = grader(
+        &data,
+        &[
+            "roster",
+            "--database",
+            &url,
+            "import",
+            csv.to_str().unwrap(),
+        ],
+    );
+    assert!(created.status.success(), "{created:?}");
+    assert!(stdout(&created).starts_with("s1\trg_"), "{created:?}");
+    assert!(file.is_file());
+    let token = grader(&data, &["roster", "--database", &url, "token", "s1"]);
+    assert!(token.status.success(), "the same file again: {token:?}");
+
+    let missing = dir.path().join("no-such-folder");
+    let url = format!("sqlite://{}/class.db", missing.display());
+    let refused = grader(
+        &data,
+        &[
+            "roster",
+            "--database",
+            &url,
+            "import",
+            csv.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&format!("the folder {} does not exist", missing.display())),
+        "{err}"
+    );
+    assert!(!missing.exists());
 }
 
 #[test]

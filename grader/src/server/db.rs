@@ -4,6 +4,7 @@
 //! and write transactions that serialise writers on both.
 
 use std::path::Path;
+use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -54,6 +55,17 @@ pub enum DbError {
         "unsupported database URL {0:?}: use sqlite://FILE or postgres://USER:PASSWORD@HOST/DB"
     )]
     Url(String),
+    /// A SQLite file cannot be created because its folder does not exist.
+    #[error(
+        "cannot create the database {url}: the folder {folder} does not exist (check the path, or \
+         create the folder first)"
+    )]
+    NoFolder {
+        /// The database.
+        url: String,
+        /// The missing folder.
+        folder: String,
+    },
     /// The database refused to open (or create) it.
     #[error("cannot open the database {url}: {source}")]
     Open {
@@ -114,6 +126,11 @@ pub async fn connect(url: &str) -> Result<AnyPool, DbError> {
         url: shown(url),
         source,
     };
+    let url = match backend {
+        Backend::Sqlite => sqlite_url(url)?,
+        Backend::Postgres => url.to_string(),
+    };
+    let url = url.as_str();
     let options: AnyConnectOptions = url.parse().map_err(open_error)?;
     let pool = match backend {
         Backend::Sqlite => AnyPoolOptions::new()
@@ -150,6 +167,43 @@ pub async fn connect(url: &str) -> Result<AnyPool, DbError> {
         source,
     })?;
     Ok(pool)
+}
+
+/// `url` ready to open: without a `mode` it creates a missing file, as the default URL does. A
+/// file that does not exist yet needs an existing folder, so that a mistyped folder ends with a
+/// message instead of sqlx's "unable to open database file"; a new file is logged.
+fn sqlite_url(url: &str) -> Result<String, DbError> {
+    let options =
+        sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(|source| DbError::Open {
+            url: url.to_string(),
+            source,
+        })?;
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let has_mode = query.split('&').any(|pair| pair.starts_with("mode="));
+    if has_mode || url.contains(":memory:") {
+        return Ok(url.to_string());
+    }
+    let file = options.get_filename();
+    if !file.exists() {
+        let folder = match file.parent() {
+            Some(folder) if folder.as_os_str().is_empty() => Path::new("."),
+            Some(folder) => folder,
+            None => Path::new("/"),
+        };
+        if !folder.is_dir() {
+            return Err(DbError::NoFolder {
+                url: url.to_string(),
+                folder: folder.display().to_string(),
+            });
+        }
+        tracing::info!(file = %file.display(), "creating a new database");
+    }
+    let separator = match url.split_once('?') {
+        None => "?",
+        Some((_, query)) if query.is_empty() || query.ends_with('&') => "",
+        Some(_) => "&",
+    };
+    Ok(format!("{url}{separator}mode=rwc"))
 }
 
 /// Starts a write transaction that runs alone among the server's write transactions, as the
