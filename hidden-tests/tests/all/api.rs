@@ -11,6 +11,7 @@
 
 #![allow(dead_code, clippy::type_complexity)]
 
+use std::cell::Cell;
 use std::error::Error;
 use std::fmt::{Debug, Display};
 use std::future::{Future, Ready};
@@ -35,6 +36,9 @@ fn hashable_default<T: Hash + Default>() {}
 fn error<T: Error + Display>() {}
 
 type Map = MapFuture<Ready<u8>, fn(u8) -> u16>;
+
+/// A value that is neither `Clone` nor `Sync`.
+struct Plain;
 
 fn signatures() {
     // spec: `CountdownFuture::new` must be `pub fn new(count: u32) -> Self`
@@ -105,6 +109,13 @@ fn traits() {
     // spec: `MapFuture<Fut, F>` must be a `Future<Output = T>` for `F: FnOnce(Fut::Output) -> T`, accepting inner futures that are not `Unpin`
     future_of::<Map, u16>();
 
+    // spec: `ManualFuture<T>` must be a `Future<Output = T>` for every `T`, not only `T: Clone`
+    future_of::<ManualFuture<Plain>, Plain>();
+
+    // spec: `ManualFuture<T>` and `ManualHandle<T>` must be `Send` when `T: Send`, also when `T` is not `Sync`
+    send::<ManualFuture<Cell<u8>>>();
+    send::<ManualHandle<Cell<u8>>>();
+
     // spec: `FirstTimer` must be a `Future<Output = usize>` and `Send + 'static`
     future_of::<FirstTimer, usize>();
 
@@ -148,4 +159,13 @@ fn metrics(m: Metrics) {
 
     // spec: `Metrics::max_poll_time` must be `pub max_poll_time: Duration`
     let _: Duration = m.max_poll_time;
+}
+
+// spec: `MapFuture<Fut, F>` must be a `Future<Output = T>` for every `F: FnOnce(Fut::Output) -> T`, also one that is not `Fn`
+fn map_with_a_closure_called_once() -> impl Future<Output = usize> + Send + 'static {
+    let owned = String::from("moved into the result");
+    MapFuture::new(std::future::ready(1), move |n: usize| {
+        let moved = owned;
+        moved.len() + n
+    })
 }

@@ -18,7 +18,9 @@ use hidden_tests::{
     woken_by_another_thread_during_poll, Counter, Flag, Gate, Log, HANG_SECS, WAIT,
 };
 use runtime::custom_future::{self, CountdownFuture, MapFuture};
-use runtime::executor::new_executor_and_spawner;
+use runtime::executor::{
+    new_executor_and_spawner, new_executor_and_spawner_with_capacity, SpawnError,
+};
 
 /// Targets an executor that holds its queue lock (or the task's) while polling: a task calls
 /// `wake_by_ref` on its own waker inside `poll` five times; that wake must not block, and the
@@ -411,6 +413,69 @@ fn deadlock_dropped_futures_wake_and_spawn_from_their_destructors() {
             }
             drop(spawner);
             drop(executor);
+        },
+    );
+}
+
+/// Targets a `try_spawn` that drops a refused future while it holds the executor's lock: at full
+/// capacity (1), the refused future's destructor opens a gate, which wakes the waiting task of the
+/// same executor. That wake must not block: the refusal is `QueueFull`, and the woken task then
+/// finishes.
+#[test]
+fn deadlock_a_refused_future_that_wakes_in_its_destructor() {
+    let (executor, spawner) = new_executor_and_spawner_with_capacity(1);
+    let (gate, done) = (Gate::new(), Counter::new());
+    spawner.spawn(bump_when_open(&gate, &done));
+    let (executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(polls, 1);
+    let guard = on_drop(move || gate.open());
+    let (spawner, refused) = with_watchdog(
+        HANG_SECS,
+        "try_spawn() refusing a future whose destructor wakes a task",
+        move || {
+            let refused = spawner.try_spawn(async move {
+                let _guard = guard;
+            });
+            (spawner, refused)
+        },
+    );
+    assert_eq!(refused, Err(SpawnError::QueueFull));
+    let (_executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(
+        (polls, done.get()),
+        (1, 1),
+        "the task woken by the destructor finishes"
+    );
+    drop(spawner);
+}
+
+/// Targets an executor whose destructor drops the tasks' futures while it holds its lock: two
+/// waiting tasks whose futures, when dropped, wake each other. Dropping the executor, then the
+/// spawner, must finish (the wakes do nothing).
+#[test]
+fn deadlock_dropping_the_executor_with_futures_that_wake() {
+    with_watchdog(
+        HANG_SECS,
+        "dropping an executor whose tasks' destructors wake each other",
+        || {
+            let (executor, spawner) = new_executor_and_spawner();
+            let gates = [Gate::new(), Gate::new()];
+            for (mine, other) in [(0, 1), (1, 0)] {
+                let (wait, other) = (gates[mine].wait(), gates[other].clone());
+                let guard = on_drop(move || {
+                    other.wake();
+                });
+                spawner.spawn(async move {
+                    let _guard = guard;
+                    wait.await;
+                });
+            }
+            let (executor, polls) =
+                run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+            assert_eq!(polls, 2);
+            drop(executor);
+            drop(spawner);
+            drop(gates);
         },
     );
 }

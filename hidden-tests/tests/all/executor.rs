@@ -5,8 +5,9 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
+use std::task::Poll;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
@@ -100,16 +101,22 @@ fn executor_run_blocks_without_spinning() {
     }
 }
 
-/// Targets a `run` that returns when its queue is empty although a spawner is still alive: `run`
-/// runs on another thread, the test spawns one task, waits for it, then spawns a second one, which
-/// must run as well; `run` returns only after the test drops its spawner.
+/// Targets a `run` that returns when its queue is empty although a spawner is still alive (also
+/// one that counts any dropped clone as "the spawners are gone"): a clone of the spawner is
+/// dropped first; `run` runs on another thread, the test spawns one task, waits for it and a
+/// moment more (so that `run` finds its queue empty), then spawns a second one, which must run as
+/// well; `run` returns only after the test drops its spawner.
 #[test]
 fn executor_run_keeps_running_while_a_spawner_exists() {
     with_watchdog(HANG_SECS, "run() with a live spawner", || {
         let (executor, spawner) = new_executor_and_spawner();
+        drop(spawner.clone());
         let (done_tx, done_rx) = mpsc::channel();
         let runner = thread::spawn(move || executor.run());
         for i in 0..2 {
+            if i > 0 {
+                thread::sleep(Duration::from_millis(100));
+            }
             let done_tx = done_tx.clone();
             spawner.spawn(async move {
                 let _ = done_tx.send(i);
@@ -150,9 +157,10 @@ fn executor_run_until_stalled_counts_its_polls() {
     assert_eq!(task_polls.get(), 8);
 }
 
-/// Targets a `run_until_stalled` that waits for wakes: with a pending task (its waker held by a
-/// `Gate`) and a live spawner it must return after the one poll; once the gate is opened, the next
-/// call polls the task again and it finishes.
+/// Targets a `run_until_stalled` that waits for wakes, even briefly: with a pending task (its
+/// waker held by a `Gate`) and a live spawner it must return after the one poll, and 100 more
+/// calls with nothing ready return 0 at once (all together well under half a second); once the
+/// gate is opened, the next call polls the task again and it finishes.
 #[test]
 fn executor_run_until_stalled_returns_with_a_pending_task() {
     let (executor, spawner) = new_executor_and_spawner();
@@ -161,6 +169,22 @@ fn executor_run_until_stalled_returns_with_a_pending_task() {
     let (executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
     assert_eq!(polls, 1);
     assert_eq!(done.get(), 0);
+    let started = Instant::now();
+    let executor = with_watchdog(
+        HANG_SECS,
+        "run_until_stalled() with nothing ready",
+        move || {
+            for _ in 0..100 {
+                assert_eq!(executor.run_until_stalled(), 0, "nothing was ready");
+            }
+            executor
+        },
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "100 calls of run_until_stalled() with nothing ready took {took:?}: it waits for wakes"
+    );
     gate.open();
     let (_executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
     assert_eq!(polls, 1);
@@ -293,4 +317,41 @@ fn executor_default_capacity_is_max_queued_tasks() {
         spawner.try_spawn(future::pending()),
         Err(SpawnError::QueueFull)
     );
+}
+
+/// Targets an executor that re-queues a task woken during a poll even when that poll finished it
+/// (asking "woken while polled?" before "ready?"): a task that wakes itself in every poll and
+/// finishes on its second is polled exactly twice, counts as completed once, and frees its slot
+/// (capacity 1).
+#[test]
+fn executor_a_task_woken_during_its_last_poll_is_not_polled_again() {
+    let (executor, spawner) = new_executor_and_spawner_with_capacity(1);
+    let polls = Counter::new();
+    let seen = polls.clone();
+    spawner.spawn(future::poll_fn(move |cx| {
+        cx.waker().wake_by_ref();
+        if seen.bump() == 2 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }));
+    let (executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(
+        (made, polls.get()),
+        (2, 2),
+        "a task that returned Ready must not be polled again"
+    );
+    let metrics = executor.metrics();
+    assert_eq!(
+        (metrics.spawned, metrics.completed, metrics.polls),
+        (1, 1, 2)
+    );
+    assert_eq!(
+        spawner.try_spawn(async {}),
+        Ok(()),
+        "the finished task's slot is free"
+    );
+    let (_executor, made) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(made, 1);
 }

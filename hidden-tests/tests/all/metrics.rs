@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
-use hidden_tests::{self_waking, with_watchdog, Counter, Gate, HANG_SECS};
+use hidden_tests::{self_waking, with_watchdog, Counter, Gate, Log, HANG_SECS};
 use runtime::executor::{
     new_executor_and_spawner, new_executor_and_spawner_with_capacity, Metrics, Priority,
     SpawnError, Spawner,
@@ -255,4 +255,83 @@ fn metrics_run_until_stalled_times_its_polls() {
         metrics.max_poll_time
     );
     drop(spawner);
+}
+
+/// Targets counters updated at the wrong moment: `spawned` counted when a task is first polled
+/// instead of when a spawn accepts it, or `completed` also counting tasks abandoned unfinished. A
+/// Low task that would pend forever and a High task that shuts the executor down are spawned, and
+/// `run` polls only the High one: 2 spawns, 1 completion, 1 poll. Then, on a new executor, a task
+/// that pends without keeping its waker (abandoned, its future dropped) beside one that finishes:
+/// 2 spawns, 1 completion, 2 polls.
+#[test]
+fn metrics_count_accepted_spawns_and_only_finished_tasks() {
+    let (executor, spawner) = new_executor_and_spawner();
+    spawner.spawn(future::pending::<()>());
+    let closer = spawner.clone();
+    spawner
+        .spawn_with_priority(Priority::High, async move { closer.shutdown() })
+        .expect("room for a task");
+    let executor = run_with_watchdog(executor, "run() with a task calling shutdown()");
+    let metrics = executor.metrics();
+    assert_eq!(
+        (metrics.spawned, metrics.completed, metrics.polls),
+        (2, 1, 1),
+        "(spawned, completed, polls): a task accepted by a spawn counts, polled or not"
+    );
+    drop(spawner);
+
+    let (executor, spawner) = new_executor_and_spawner();
+    spawner.spawn(future::pending::<()>());
+    spawner.spawn(async {});
+    drop(spawner);
+    let executor = run_with_watchdog(executor, "run() with a task that no waker can reach");
+    let metrics = executor.metrics();
+    assert_eq!(
+        (metrics.spawned, metrics.completed, metrics.polls),
+        (2, 1, 2),
+        "(spawned, completed, polls): an abandoned task never returned Ready"
+    );
+}
+
+/// Targets poll times that are rounded or forgotten: `busy_time` kept in whole milliseconds (or
+/// coarser), or `max_poll_time` kept per call of `run`/`run_until_stalled`. A 40 ms poll in a
+/// first `run_until_stalled` stays the longest through a second call and a `run`, in which 200
+/// polls each spin about 0.3 ms: `busy_time` must be at least 40 ms plus the time measured inside
+/// those polls.
+#[test]
+fn metrics_poll_times_are_exact_and_kept_across_calls() {
+    let (executor, spawner) = new_executor_and_spawner();
+    spawner.spawn(async { thread::sleep(Duration::from_millis(40)) });
+    let (executor, _) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    spawner.spawn(async {});
+    let (executor, _) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    let inside = Log::new();
+    let measured = inside.clone();
+    let mut polls = 0;
+    spawner.spawn(future::poll_fn(move |cx| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_micros(300) {}
+        measured.push(start.elapsed());
+        polls += 1;
+        if polls == 200 {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }));
+    drop(spawner);
+    let executor = run_with_watchdog(executor, "run()");
+    let metrics = executor.metrics();
+    let spun: Duration = inside.entries().iter().sum();
+    assert!(
+        metrics.max_poll_time >= Duration::from_millis(40),
+        "max_poll_time {:?}: the 40 ms poll of an earlier call is still the longest",
+        metrics.max_poll_time
+    );
+    assert!(
+        metrics.busy_time >= Duration::from_millis(40) + spun,
+        "busy_time {:?}, but the polls took at least 40 ms + {spun:?} (200 polls of about 0.3 ms)",
+        metrics.busy_time
+    );
 }

@@ -372,3 +372,39 @@ fn missed_wake_run_keeps_waiting_through_other_signals() {
         "run() returned while a task still had a waker, before that task was woken and finished"
     );
 }
+
+/// Targets a `FirstTimer` that first checks every timer and then hands each the new waker, so
+/// that a timer firing in between wakes only the old waker: the `FirstTimer` analogue of
+/// `missed_wake_timer_fires_while_the_waker_is_stored`. A one-timer `FirstTimer` is polled with
+/// waker A, then with waker B, whose clone (made to store it) waits until the timer has woken A.
+/// Then the second poll must be ready, or B must be woken.
+#[test]
+fn missed_wake_first_timer_fires_while_the_waker_is_stored() {
+    with_watchdog(3 * HANG_SECS, "FirstTimer racing its timer", || {
+        let duration = Duration::from_millis(20);
+        for _ in 0..5 {
+            let deadline = Instant::now() + duration;
+            let mut first = Box::pin(FirstTimer::new(&[duration]));
+            let (a, a_probe) = probe_waker();
+            if poll_with(first.as_mut(), &a).is_ready() {
+                continue; // fired before the first poll: try again
+            }
+            let (b, b_probe) = hooked_waker(move || {
+                let end = deadline + Duration::from_millis(500);
+                a_probe.wait_for_wakes(1, end.saturating_duration_since(Instant::now()));
+            });
+            match poll_with(first.as_mut(), &b) {
+                Poll::Ready(index) => assert_eq!(index, 0),
+                Poll::Pending => {
+                    expect_within(
+                        "a wake of the waker stored while the timer fired",
+                        WAIT,
+                        |t| b_probe.wait_for_wakes(1, t),
+                    );
+                    assert_eq!(poll_with(first.as_mut(), &b), Poll::Ready(0));
+                }
+            }
+            return;
+        }
+    });
+}

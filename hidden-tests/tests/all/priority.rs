@@ -167,3 +167,46 @@ fn priority_run_until_stalled_serves_woken_high_task_first() {
     assert_eq!(log.entries(), ["high", "low 0", "high", "low 1", "low 2"]);
     drop(spawner);
 }
+
+/// Targets an executor that puts a task woken during its own poll back among the Low tasks: a
+/// High task that wakes itself on its first two polls stays ahead of two ready Low tasks until it
+/// finishes.
+#[test]
+fn priority_self_woken_high_task_stays_ahead_of_low_ones() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let log = Log::new();
+    spawner.spawn(logging("low 0", 1, &log));
+    spawner.spawn(logging("low 1", 1, &log));
+    spawn(&spawner, Priority::High, logging("high", 3, &log));
+    let (_executor, polls) = run_until_stalled_with_watchdog(
+        executor,
+        "run_until_stalled() with a self-waking High task",
+    );
+    assert_eq!(polls, 5);
+    assert_eq!(log.entries(), ["high", "high", "high", "low 0", "low 1"]);
+}
+
+/// Targets an executor that keeps spawned and woken tasks apart (e.g. one queue for each, one
+/// served first): within a priority, tasks are polled in the order they became ready, by a wake
+/// or by a spawn alike. A and D wait for gates; then A is woken, B and C are spawned, and D is
+/// woken: the next call polls A, B, C, D.
+#[test]
+fn priority_order_of_readiness_mixes_wakes_and_spawns() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let log = Log::new();
+    let (a, d) = (Gate::new(), Gate::new());
+    spawner.spawn(gated("A", &a, &log));
+    spawner.spawn(gated("D", &d, &log));
+    let (executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(polls, 2);
+    a.open();
+    spawner.spawn(logging("B", 1, &log));
+    spawner.spawn(logging("C", 1, &log));
+    d.open();
+    let (_executor, polls) = run_until_stalled_with_watchdog(
+        executor,
+        "run_until_stalled() with woken and spawned tasks",
+    );
+    assert_eq!(polls, 4);
+    assert_eq!(log.entries(), ["A", "D", "A", "B", "C", "D"]);
+}

@@ -5,6 +5,7 @@
 //! `sync_channel`) overflow at once.
 
 use std::mem;
+use std::sync::{Arc, Barrier};
 use std::task::{Poll, Waker};
 use std::thread;
 use std::time::Duration;
@@ -12,8 +13,8 @@ use std::time::Duration;
 use crate::support::{run_until_stalled_with_watchdog, run_with_watchdog};
 use futures::future;
 use hidden_tests::{
-    bump_when_open, panic_message_of, self_waking, wake_a_clone, with_watchdog, Counter, Gate, Log,
-    HANG_SECS,
+    bump_when_open, panic_message_of, self_waking, wake_a_clone, with_watchdog, Counter, Flag,
+    Gate, Log, HANG_SECS,
 };
 use runtime::executor::{new_executor_and_spawner_with_capacity, Priority, SpawnError};
 use runtime::timer::TimerFuture;
@@ -153,8 +154,8 @@ fn queue_overflow_wakes_of_a_finished_task_change_nothing() {
 
 /// Targets spawning past the capacity: with capacity 3 and three waiting tasks, `try_spawn` and
 /// `spawn_with_priority` (either priority) fail with `QueueFull` and `spawn` panics with a message
-/// containing `too many tasks queued`; after one task finishes there is room for exactly one more;
-/// and no accepted task is lost. The spec promises nothing about an executor after its `spawn`
+/// containing `too many tasks queued` (and `SpawnError`'s `Display` works); after one task
+/// finishes there is room for exactly one more; and no accepted task is lost. The spec promises nothing about an executor after its `spawn`
 /// panicked (the panic may poison a lock it held), so that panic is checked last, on an executor
 /// of its own that is then leaked rather than used or dropped.
 #[test]
@@ -168,6 +169,11 @@ fn queue_overflow_spawn_past_capacity_is_refused() {
             .expect("room for three tasks");
     }
     assert_eq!(spawner.try_spawn(async {}), Err(SpawnError::QueueFull));
+    // `SpawnError` implements `Display`: its text can be made (no recursion, no panic).
+    let _ = (
+        SpawnError::QueueFull.to_string(),
+        SpawnError::Shutdown.to_string(),
+    );
     for priority in [Priority::High, Priority::Low] {
         assert_eq!(
             spawner.spawn_with_priority(priority, async {}),
@@ -310,4 +316,61 @@ fn queue_overflow_full_executor_of_double_waking_tasks() {
     ));
     let polls: Vec<usize> = counters.iter().map(Counter::get).collect();
     assert!(polls.iter().all(|&p| p == 51), "polls per task: {polls:?}");
+}
+
+/// Targets a capacity check made apart from the insertion (check, unlock, lock again, insert), so
+/// that spawns racing from several threads overshoot it: 8 threads released together each try 50
+/// spawns on an executor of capacity 20, 20 times over. Exactly 20 must be accepted each time, and
+/// `run_until_stalled` then polls exactly those 20.
+#[test]
+fn queue_overflow_concurrent_spawns_respect_the_capacity() {
+    with_watchdog(3 * HANG_SECS, "spawns racing from eight threads", || {
+        for _ in 0..20 {
+            let (executor, spawner) = new_executor_and_spawner_with_capacity(20);
+            let barrier = Arc::new(Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let (spawner, barrier) = (spawner.clone(), Arc::clone(&barrier));
+                    thread::spawn(move || {
+                        barrier.wait();
+                        (0..50)
+                            .filter(|_| spawner.try_spawn(future::pending::<()>()).is_ok())
+                            .count()
+                    })
+                })
+                .collect();
+            let accepted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+            assert_eq!(accepted, 20, "spawns accepted with capacity 20");
+            let (executor, polls) =
+                run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+            assert_eq!(polls, 20);
+            drop((executor, spawner));
+        }
+    });
+}
+
+/// Targets a capacity that frees a slot only when a task finishes: a task is live until its
+/// future returns `Ready` or is dropped. With capacity 1, the only task pends without keeping its
+/// waker; if the executor has dropped its future (abandoned: no waker can reach it), its slot is
+/// free and a spawn must succeed. (An executor that drops it later is not held to it.)
+#[test]
+fn queue_overflow_an_abandoned_task_frees_its_slot() {
+    let (executor, spawner) = new_executor_and_spawner_with_capacity(1);
+    let dropped = Flag::new();
+    let guard = dropped.set_on_drop();
+    spawner.spawn(async move {
+        let _guard = guard;
+        future::pending::<()>().await;
+    });
+    let (executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+    assert_eq!(polls, 1);
+    if dropped.is_set() {
+        assert_eq!(
+            spawner.try_spawn(async {}),
+            Ok(()),
+            "the abandoned task's future was dropped: it is no longer live"
+        );
+        let (_executor, polls) = run_until_stalled_with_watchdog(executor, "run_until_stalled()");
+        assert_eq!(polls, 1);
+    }
 }

@@ -275,3 +275,35 @@ fn shutdown_destructor_spawning_gets_shutdown_error() {
     );
     drop(spawner);
 }
+
+/// Targets a `run_until_stalled` that looks at the shutdown flag only when it starts: the same
+/// three tasks as for `run` (one waiting, one shutting the executor down during its poll and
+/// waking itself, one waiting). Whatever order they are polled in, `run_until_stalled` must return
+/// right after the shutting-down poll, count exactly the polls it made, and have dropped all three
+/// futures.
+#[test]
+fn shutdown_inside_a_task_stops_run_until_stalled() {
+    let (executor, spawner) = new_executor_and_spawner();
+    let polls = Polls::new();
+    let dropped = [Flag::new(), Flag::new(), Flag::new()];
+    spawner.spawn(unfinished("first", &Gate::new(), &polls, &dropped[0]));
+    spawner.spawn(shutting_down("shutdown", &spawner, &polls, &dropped[1]));
+    spawner.spawn(unfinished("third", &Gate::new(), &polls, &dropped[2]));
+    let (_executor, made) = run_until_stalled_with_watchdog(
+        executor,
+        "run_until_stalled() with a task calling shutdown()",
+    );
+    let seen: Vec<bool> = dropped.iter().map(Flag::is_set).collect();
+    assert_eq!(
+        seen, [true; 3],
+        "run_until_stalled() must drop every unfinished future (waiting, just polled, queued) \
+         before it returns"
+    );
+    assert_last_poll_was(&polls, "shutdown");
+    assert_eq!(
+        made,
+        polls.entries().len(),
+        "run_until_stalled() returns the number of polls it made"
+    );
+    drop(spawner);
+}
