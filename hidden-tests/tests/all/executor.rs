@@ -321,8 +321,7 @@ fn executor_default_capacity_is_max_queued_tasks() {
 
 /// Targets an executor that re-queues a task woken during a poll even when that poll finished it
 /// (asking "woken while polled?" before "ready?"): a task that wakes itself in every poll and
-/// finishes on its second is polled exactly twice, counts as completed once, and frees its slot
-/// (capacity 1).
+/// finishes on its second is polled exactly twice and frees its slot (capacity 1).
 #[test]
 fn executor_a_task_woken_during_its_last_poll_is_not_polled_again() {
     let (executor, spawner) = new_executor_and_spawner_with_capacity(1);
@@ -341,11 +340,6 @@ fn executor_a_task_woken_during_its_last_poll_is_not_polled_again() {
         (made, polls.get()),
         (2, 2),
         "a task that returned Ready must not be polled again"
-    );
-    let metrics = executor.metrics();
-    assert_eq!(
-        (metrics.spawned, metrics.completed, metrics.polls),
-        (1, 1, 2)
     );
     assert_eq!(
         spawner.try_spawn(async {}),
