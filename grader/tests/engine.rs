@@ -132,7 +132,12 @@ fn a_wrong_signature_is_an_api_mismatch_without_hidden_sources() {
     // Partial credit: the categories naming `CountdownFuture` are lost, the others are graded.
     assert_eq!(report.status, Status::Graded, "{report:#?}");
     assert_eq!(report.categories["custom_future"].score, 0);
-    assert_eq!(report.categories["timer"].score, 8, "{report:#?}");
+    let timer = &report.categories["timer"];
+    assert_eq!(
+        (timer.score, timer.max_score > 0),
+        (timer.max_score, true),
+        "{report:#?}"
+    );
     let messages: Vec<&str> = report
         .diagnostics
         .iter()

@@ -5,7 +5,8 @@
 //! `sync_channel`) overflow at once.
 
 use std::mem;
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::thread;
 use std::time::Duration;
@@ -319,31 +320,37 @@ fn queue_overflow_full_executor_of_double_waking_tasks() {
 }
 
 /// Targets a capacity check made apart from the insertion (check, unlock, lock again, insert), so
-/// that spawns racing from several threads overshoot it: 8 threads released together each try 50
-/// spawns on an executor of capacity 20, 20 times over. Exactly 20 must be accepted each time, and
-/// `run_until_stalled` then polls exactly those 20.
+/// that spawns racing from several threads overshoot it: 300 times, 8 threads started together
+/// (each spins until all are running) make 4 spawns each on an executor of capacity 2. Exactly 2
+/// must be accepted each time, and `run_until_stalled` then polls exactly those 2.
 #[test]
 fn queue_overflow_concurrent_spawns_respect_the_capacity() {
+    const THREADS: usize = 8;
     with_watchdog(3 * HANG_SECS, "spawns racing from eight threads", || {
-        for _ in 0..20 {
-            let (executor, spawner) = new_executor_and_spawner_with_capacity(20);
-            let barrier = Arc::new(Barrier::new(8));
-            let threads: Vec<_> = (0..8)
+        for _ in 0..300 {
+            let (executor, spawner) = new_executor_and_spawner_with_capacity(2);
+            let started = Arc::new(AtomicUsize::new(0));
+            let threads: Vec<_> = (0..THREADS)
                 .map(|_| {
-                    let (spawner, barrier) = (spawner.clone(), Arc::clone(&barrier));
+                    let (spawner, started) = (spawner.clone(), Arc::clone(&started));
                     thread::spawn(move || {
-                        barrier.wait();
-                        (0..50)
+                        // A barrier lets the threads go one by one on a busy machine; spinning
+                        // until all of them run makes their spawns overlap.
+                        started.fetch_add(1, Ordering::SeqCst);
+                        while started.load(Ordering::SeqCst) < THREADS {
+                            thread::yield_now();
+                        }
+                        (0..4)
                             .filter(|_| spawner.try_spawn(future::pending::<()>()).is_ok())
                             .count()
                     })
                 })
                 .collect();
             let accepted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-            assert_eq!(accepted, 20, "spawns accepted with capacity 20");
+            assert_eq!(accepted, 2, "spawns accepted with capacity 2");
             let (executor, polls) =
                 run_until_stalled_with_watchdog(executor, "run_until_stalled()");
-            assert_eq!(polls, 20);
+            assert_eq!(polls, 2);
             drop((executor, spawner));
         }
     });
