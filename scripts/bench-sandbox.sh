@@ -14,6 +14,7 @@ for tool in bwrap setpriv bash; do
 done
 
 job=$(mktemp -d)
+chmod 755 "$job" # the sandbox runs as uid 65534
 trap 'rm -rf "$job"' EXIT
 # The grader's wrapper (grader/src/engine/sandbox/bwrap.rs), without the cgroups it joins.
 wrapper='fifo=$1; shift
@@ -64,7 +65,7 @@ measure() {
 
 echo "$n runs each, one after another; CPU is the whole machine's"
 measure "/bin/true" /bin/true
-measure "+ the bash wrapper (rlimits, fds, status fifo)" bash -c "$wrapper" w /dev/null -- -c 0 -- /bin/true
-measure "+ setpriv (uid 65534, no new privileges)" bash -c "$wrapper" w /dev/null -- -c 0 -- "${setpriv[@]}" /bin/true
-measure "+ bwrap, no network namespace" bash -c "$wrapper" w /dev/null -- -c 0 -- "${setpriv[@]}" bwrap "${no_net[@]}" "${rest[@]}" /bin/true
-measure "+ the network namespace (the grader's command line)" bash -c "$wrapper" w /dev/null -- -c 0 -- "${setpriv[@]}" bwrap "${namespaces[@]}" "${rest[@]}" /bin/true
+measure "+ the bash wrapper (rlimits, fds, status fifo)" bash -c "$wrapper" w /dev/null -c 0 -- /bin/true
+measure "+ setpriv (uid 65534, no new privileges)" bash -c "$wrapper" w /dev/null -c 0 -- "${setpriv[@]}" /bin/true
+measure "+ bwrap, no network namespace" bash -c "$wrapper" w /dev/null -c 0 -- "${setpriv[@]}" bwrap "${no_net[@]}" "${rest[@]}" /bin/true
+measure "+ the network namespace (the grader's command line)" bash -c "$wrapper" w /dev/null -c 0 -- "${setpriv[@]}" bwrap "${namespaces[@]}" "${rest[@]}" /bin/true
