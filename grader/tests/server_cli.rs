@@ -100,18 +100,15 @@ fn an_explicit_sqlite_file_is_created_and_a_missing_folder_is_named() {
     let data = dir.path().join("data");
     let csv = dir.path().join("roster.csv");
     std::fs::write(&csv, "id,name,email,role\ns1,Ann,ann@example.org,student\n").unwrap();
+    let import = |url: &str| {
+        grader(
+            &data,
+            &["roster", "--database", url, "import", csv.to_str().unwrap()],
+        )
+    };
     let file = dir.path().join("class.db");
     let url = format!("sqlite://{}", file.display());
-    let created = grader(
-        &data,
-        &[
-            "roster",
-            "--database",
-            &url,
-            "import",
-            csv.to_str().unwrap(),
-        ],
-    );
+    let created = import(&url);
     assert!(created.status.success(), "{created:?}");
     assert!(stdout(&created).starts_with("s1\trg_"), "{created:?}");
     assert!(file.is_file());
@@ -120,16 +117,7 @@ fn an_explicit_sqlite_file_is_created_and_a_missing_folder_is_named() {
 
     let missing = dir.path().join("no-such-folder");
     let url = format!("sqlite://{}/class.db", missing.display());
-    let refused = grader(
-        &data,
-        &[
-            "roster",
-            "--database",
-            &url,
-            "import",
-            csv.to_str().unwrap(),
-        ],
-    );
+    let refused = import(&url);
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
