@@ -121,6 +121,34 @@ fn a_demo_that_does_not_compile_costs_only_the_demo() {
 }
 
 #[test]
+fn only_the_graded_binary_is_built_and_a_missing_one_is_named() {
+    // A binary of the student's own is not graded: it is not built, so a broken one costs
+    // nothing. The demo's source is gone: cargo cannot be asked for it, yet the tests still build
+    // and run.
+    let dir = reference_with("src/bin/runtime_demo.rs", |text| {
+        text + "\nfn broken() -> u32 { \"not a number\" }\n"
+    });
+    let bin = dir.path().join("src/bin");
+    std::fs::rename(bin.join("runtime_demo.rs"), bin.join("scratch.rs")).unwrap();
+    let report = grade(engine(), dir.path());
+    assert_eq!(report.status, Status::Graded, "{report:#?}");
+    assert_eq!(report.categories["demo"].score, 0);
+    assert_eq!(report.score, 100 - report.categories["demo"].max_score);
+    assert!(report.diagnostics.is_empty(), "{:#?}", report.diagnostics);
+    let demo = report
+        .tests
+        .iter()
+        .find(|t| t.category == "demo")
+        .expect("the demo's entry");
+    assert!(
+        demo.message
+            .as_deref()
+            .is_some_and(|m| m.contains("src/bin/runtime_demo.rs")),
+        "{demo:#?}"
+    );
+}
+
+#[test]
 fn a_wrong_signature_is_an_api_mismatch_without_hidden_sources() {
     let dir = reference_with("src/custom_future.rs", |text| {
         assert!(text.contains("pub fn new(count: u32)"));

@@ -102,6 +102,15 @@ pub fn assemble(dir: &Path, files: &BTreeMap<String, String>, suite: &Suite) -> 
     Ok(())
 }
 
+/// Whether the student's crate in the job workspace `dir` has the source of the binary `name`, in
+/// one of the places cargo finds binaries without a `[[bin]]` section (the forced manifest has none).
+pub fn has_binary(dir: &Path, name: &str) -> bool {
+    let src = dir.join("runtime/src");
+    src.join("bin").join(format!("{name}.rs")).is_file()
+        || src.join("bin").join(name).join("main.rs").is_file()
+        || (name == "runtime" && src.join("main.rs").is_file())
+}
+
 /// Copies every `.rs` file below `from` into the same relative place below `to`, keeping each
 /// file's modification time: cargo judges a path package fresh by its sources' times, so the
 /// hidden tests' library, compiled once into the warm cache, is not compiled again in every job.

@@ -43,8 +43,8 @@ pub struct Build {
     pub sunk: BTreeMap<String, Vec<String>>,
 }
 
-/// Builds the job's tests (the suite's package) and, with `bins`, the student's binaries in the same
-/// cargo invocation, starting from the warm cache. The hidden tests are one test binary; when it
+/// Builds the job's tests (the suite's package) and the student's binaries named in `bins` in the
+/// same cargo invocation, starting from the warm cache. The hidden tests are one test binary; when it
 /// does not compile only because the crate differs from the spec, each category module is built on
 /// its own, so that the mismatch sinks only the modules that use the mismatched item. A crate that
 /// does not compile is a [`Build`] with a failure, not an error.
@@ -57,7 +57,7 @@ pub fn build(
     job: &Path,
     kept_target: Option<&Path>,
     suite: &Suite,
-    bins: bool,
+    bins: &[String],
     limits: &Limits,
 ) -> Result<Build, BuildError> {
     let args = match suite {
@@ -234,7 +234,7 @@ pub fn warm_up(
         .collect();
     let hidden = Suite::Hidden(hidden_tests.to_path_buf());
     assembly::assemble(job.path(), &files, &hidden)?;
-    for args in [hidden_args(true), public_args()] {
+    for args in [hidden_args(&[]), public_args()] {
         let r = run_cargo(
             sandbox,
             in_job(data, job.path(), None, false),
@@ -382,13 +382,18 @@ fn cargo_args(command: &str, package: &str) -> Vec<String> {
     .collect()
 }
 
-/// The hidden tests' one test binary and, with `bins`, the student's binaries: one invocation
+/// The hidden tests' one test binary and the student's binaries named in `bins`: one invocation
 /// that keeps going, so that a test binary that does not compile still leaves the binaries built.
-fn hidden_args(bins: bool) -> Vec<String> {
+/// Only the named binaries: a student's own extra ones are not graded, and each would hold one of
+/// cargo's jobs while the test binary, the longest unit, waits for it.
+fn hidden_args(bins: &[String]) -> Vec<String> {
     let mut args = cargo_args("build", "hidden-tests");
     args.extend(["--keep-going".into(), "--test".into(), ONE_BINARY.into()]);
-    if bins {
-        args.extend(["-p".into(), "runtime".into(), "--bins".into()]);
+    if !bins.is_empty() {
+        args.extend(["-p".into(), "runtime".into()]);
+        for bin in bins {
+            args.extend(["--bin".into(), bin.clone()]);
+        }
     }
     args
 }

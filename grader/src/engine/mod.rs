@@ -385,18 +385,22 @@ impl Engine {
             std::fs::create_dir_all(job.path().join("target"))?;
         }
         let assembled = started.elapsed();
-        let with_bins = mode == Mode::Hidden
-            && self
-                .rubric
-                .as_ref()
-                .is_some_and(|r| r.binaries().next().is_some());
+        // The rubric's binaries that the crate has: naming one it lacks would fail cargo's call.
+        let bins: Vec<String> = match (mode, &self.rubric) {
+            (Mode::Hidden, Some(rubric)) => rubric
+                .binaries()
+                .filter_map(|e| e.binary.clone())
+                .filter(|b| assembly::has_binary(job.path(), b))
+                .collect(),
+            _ => Vec::new(),
+        };
         let build = build::build(
             &self.sandbox,
             &self.data,
             job.path(),
             kept_target,
             &suite,
-            with_bins,
+            &bins,
             &self.config.build_limits,
         )?;
         let compiled = started.elapsed();

@@ -130,7 +130,9 @@ pub fn plan_rubric(
             }
             (None, Some(bin)) => plan.unplanned.push((
                 i,
-                format!("the binary `{bin}` did not build (see the diagnostics)"),
+                format!(
+                    "the binary `{bin}` was not built: see the diagnostics, or add `src/bin/{bin}.rs`"
+                ),
             )),
             (None, None) => plan
                 .unplanned
