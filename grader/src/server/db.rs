@@ -178,8 +178,8 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
             url: url.to_string(),
             source,
         })?;
-    let query = url.split_once('?').map_or("", |(_, query)| query);
-    let has_mode = query.split('&').any(|pair| pair.starts_with("mode="));
+    let query = url.split_once('?').map(|(_, query)| query);
+    let has_mode = query.is_some_and(|q| q.split('&').any(|pair| pair.starts_with("mode=")));
     if has_mode || url.contains(":memory:") {
         return Ok(url.to_string());
     }
@@ -198,9 +198,9 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
         }
         tracing::info!(file = %file.display(), "creating a new database");
     }
-    let separator = match url.split_once('?') {
+    let separator = match query {
         None => "?",
-        Some((_, query)) if query.is_empty() || query.ends_with('&') => "",
+        Some(query) if query.is_empty() || query.ends_with('&') => "",
         Some(_) => "&",
     };
     Ok(format!("{url}{separator}mode=rwc"))
@@ -237,4 +237,28 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_url_gets_a_creating_mode_only_when_it_names_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("grader.db").display());
+        let with = |tail: &str| sqlite_url(&format!("{url}{tail}")).unwrap();
+        assert_eq!(with(""), format!("{url}?mode=rwc"));
+        assert_eq!(with("?"), format!("{url}?mode=rwc"));
+        assert_eq!(
+            with("?cache=shared"),
+            format!("{url}?cache=shared&mode=rwc")
+        );
+        assert_eq!(with("?mode=ro"), format!("{url}?mode=ro"));
+        let missing = dir.path().join("no-such-folder/grader.db");
+        assert!(matches!(
+            sqlite_url(&format!("sqlite://{}", missing.display())),
+            Err(DbError::NoFolder { .. })
+        ));
+    }
 }
