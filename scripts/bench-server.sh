@@ -34,7 +34,7 @@ trap cleanup EXIT
 # A data folder of its own (database, uploads, job folders) sharing the prepared caches.
 DATA=$WORK/data
 mkdir -p "$DATA"
-for part in toolchain vendor warm-target; do ln -s "$SHARED/$part" "$DATA/$part"; done
+for part in toolchain vendor warm-targets; do ln -s "$SHARED/$part" "$DATA/$part"; done
 
 # The archives: a crate folder as the .tar.gz a student uploads.
 pack() { # pack SRC_DIR OUT

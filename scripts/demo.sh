@@ -31,7 +31,7 @@ step 4 "demo course in $demo"
 # The demo's database and uploads are its own; the caches are the ones just prepared.
 rm -rf "$demo"
 mkdir -p "$demo"
-for part in toolchain vendor warm-target; do
+for part in toolchain vendor warm-targets; do
     ln -s "$data/$part" "$demo/$part"
 done
 "$grader" --data-dir "$demo" roster import scripts/demo-roster.csv >"$demo/tokens.tsv" 2>/dev/null

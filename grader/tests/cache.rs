@@ -1,7 +1,8 @@
 //! The data folder's caches and job areas: the warm cache is built in a fresh folder, checked and
-//! published in one step whatever a crash left behind, and a start clears the job areas (and their
-//! tmpfs mounts) of crashed graders while keeping those of running ones; the record of the checks'
-//! timings survives a round trip and reads the older format.
+//! published in one step whatever a crash left behind, one per key (pruned only when long unused),
+//! and a start clears the job areas (and their tmpfs mounts) of crashed graders while keeping those
+//! of running ones; the record of the checks' timings survives a round trip and reads the older
+//! format.
 //!
 //! The mount test needs root (the README's test command runs as root).
 
@@ -229,4 +230,47 @@ fn the_timings_record_keeps_wall_and_cpu_time_and_reads_older_records() {
         })
     );
     assert_eq!(old.get("broken"), None);
+}
+
+#[test]
+fn each_key_has_its_own_warm_cache_and_only_long_unused_ones_are_pruned() {
+    let root = tempfile::tempdir().unwrap();
+    let data = DataDir::open(root.path()).unwrap();
+    let scratch = root.path().join("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    let built = built_target(root.path(), "warm");
+    let view = |key: &str| data.clone().for_warm_key(key);
+    for key in ["old", "recent", "mine"] {
+        cache::publish_warm_target(&built, &view(key).warm_target(), &scratch, key).unwrap();
+    }
+    assert!(cache::is_ready(&view("old").warm_target(), "old"));
+    assert!(
+        cache::is_ready(&view("mine").warm_target(), "mine"),
+        "none replaced another"
+    );
+    let long_ago =
+        std::time::SystemTime::now() - cache::WARM_TARGET_UNUSED - Duration::from_secs(60);
+    for key in ["old", "mine"] {
+        fs::File::options()
+            .write(true)
+            .open(view(key).warm_target().join(cache::KEY_FILE))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+    }
+    fs::create_dir_all(root.path().join("warm-target")).unwrap();
+
+    view("mine").prune_warm_targets().unwrap();
+    assert!(!view("old").warm_target().exists(), "unused for too long");
+    assert!(view("recent").warm_target().exists(), "used lately");
+    assert!(view("mine").warm_target().exists(), "its own, however old");
+    assert!(
+        !root.path().join("warm-target").exists(),
+        "the older layout's"
+    );
+    view("mine").mark_warm_target_used().unwrap();
+    let used = fs::metadata(view("mine").warm_target().join(cache::KEY_FILE))
+        .and_then(|m| m.modified())
+        .unwrap();
+    assert!(used.elapsed().unwrap() < cache::WARM_TARGET_UNUSED);
 }

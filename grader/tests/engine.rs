@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use grader::engine::report::{Outcome, Report, Status};
 use grader::engine::runner::RunnerError;
-use grader::engine::{Engine, EngineError, Input, Mode, Progress};
+use grader::engine::{Config, Engine, EngineError, Input, Mode, Progress};
 
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -480,4 +480,35 @@ fn a_listing_that_keeps_failing_is_the_graders_error_not_the_students_zero() {
         matches!(result, Err(EngineError::Runner(RunnerError::Listing(_)))),
         "{result:#?}"
     );
+}
+
+#[test]
+fn engines_of_other_keys_on_one_data_folder_keep_their_own_warm_caches() {
+    // `grader check` (no hidden tests) started beside a grading engine on one data folder: its
+    // warm cache, with the hidden tests' library built as an empty stub, used to replace the
+    // other engine's. That engine's next jobs copied it, cargo took the stub for fresh, and the
+    // hidden tests failed to compile against it: "did not compile", 0 points, for correct code.
+    engine(); // The shared caches exist.
+    let data = common::data_dir_sharing_the_caches();
+    let grading = Engine::new(Config::new(
+        data.path().to_path_buf(),
+        repo().join("hidden-tests"),
+    ))
+    .unwrap();
+    let checking = Engine::new(Config::public_only(data.path().to_path_buf())).unwrap();
+    let dir = reference_with("src/lib.rs", |text| text);
+    let report = grade(&grading, dir.path());
+    assert_eq!(
+        (report.status, report.score),
+        (Status::Graded, 100),
+        "{report:#?}"
+    );
+    let checked = checking
+        .grade(Input::Path(dir.path()), Mode::Public, &|_| {})
+        .unwrap();
+    assert_eq!(checked.score, checked.max_score, "{checked:#?}");
+    let keys = std::fs::read_dir(data.path().join("warm-targets"))
+        .unwrap()
+        .count();
+    assert!(keys >= 2, "one warm cache per key, {keys} found");
 }

@@ -168,10 +168,12 @@ fn check_as_a_student_prepares_its_cache_once_and_exits_by_the_outcome() {
         out.contains("src/timer/tests.rs (the check runs the grader's own copy"),
         "{out}"
     );
-    assert!(home
-        .path()
-        .join(".cache/runtime-grader/warm-target")
-        .is_dir());
+    let warm = home.path().join(".cache/runtime-grader/warm-targets");
+    assert_eq!(
+        std::fs::read_dir(&warm).unwrap().count(),
+        1,
+        "one warm cache"
+    );
 
     let reference = home.grader(&["check", "reference"]);
     assert_exit(&reference, 0);

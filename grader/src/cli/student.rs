@@ -63,7 +63,7 @@ pub fn check(
         return Ok(ExitCode::from(UNUSABLE));
     }
     let first_run = DataDir::open(&data_dir)
-        .map(|d| !d.warm_target().exists())
+        .map(|d| !std::fs::read_dir(d.warm_targets()).is_ok_and(|mut e| e.next().is_some()))
         .unwrap_or(true);
     if first_run {
         eprintln!(

@@ -1,6 +1,7 @@
 //! The grader's data folder: the world-readable toolchain copy, the vendored dependency sources and
-//! the warm target folder that every job starts from, each prepared once and reused, and the jobs
-//! folder, in which each running engine owns an area that a crash leaves for the next start to clear.
+//! the warm target folders that jobs start from (one per key), each prepared once and reused, and
+//! the jobs folder, in which each running engine owns an area that a crash leaves for the next
+//! start to clear.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -15,10 +16,12 @@ use nix::mount::{umount2, MntFlags};
 use crate::engine::assembly;
 use crate::engine::sandbox::host_tool;
 
-/// Paths inside the data folder.
+/// Paths inside the data folder, as one engine sees it: its warm cache is the one for its key
+/// (see [`DataDir::for_warm_key`]).
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    warm_key: Option<String>,
 }
 
 impl DataDir {
@@ -30,7 +33,17 @@ impl DataDir {
         Ok(DataDir {
             // Absolute, as mounts and renames need it.
             root: root.canonicalize()?,
+            warm_key: None,
         })
+    }
+
+    /// The same data folder, its warm cache being the one for `key` (a file name: the keys made by
+    /// the engine are hex digits, dashes and words).
+    pub fn for_warm_key(self, key: &str) -> DataDir {
+        DataDir {
+            warm_key: Some(key.to_string()),
+            ..self
+        }
     }
 
     /// The toolchain copy.
@@ -43,9 +56,54 @@ impl DataDir {
         self.root.join("vendor")
     }
 
-    /// The warm target folder.
+    /// The warm target folders, one per key.
+    pub fn warm_targets(&self) -> PathBuf {
+        self.root.join("warm-targets")
+    }
+
+    /// The warm target folder for this view's key (`unkeyed` without one). Each key has its own:
+    /// engines with other hidden tests, or `grader check` beside `grader serve`, on one data folder
+    /// never replace the cache that another engine's jobs copy (a job that started from a cache
+    /// built for other hidden tests would compile against their library, which cargo takes as
+    /// fresh, and fail).
     pub fn warm_target(&self) -> PathBuf {
-        self.root.join("warm-target")
+        self.warm_targets()
+            .join(self.warm_key.as_deref().unwrap_or("unkeyed"))
+    }
+
+    /// Marks this view's warm cache as used now (its key file's time), so that
+    /// [`DataDir::prune_warm_targets`] keeps it while an engine grades with it.
+    pub fn mark_warm_target_used(&self) -> io::Result<()> {
+        fs::File::options()
+            .write(true)
+            .open(self.warm_target().join(KEY_FILE))?
+            .set_modified(std::time::SystemTime::now())
+    }
+
+    /// Removes the warm caches of other keys that no engine has used for [`WARM_TARGET_UNUSED`]
+    /// (older hidden tests; a cache comes back, built anew, when its key is used again) and the
+    /// single `warm-target/` of older versions. Call it under [`DataDir::lock`].
+    pub fn prune_warm_targets(&self) -> io::Result<()> {
+        let legacy = self.root.join("warm-target");
+        if legacy.exists() {
+            fs::remove_dir_all(&legacy)?;
+        }
+        let Ok(entries) = fs::read_dir(self.warm_targets()) else {
+            return Ok(());
+        };
+        let mine = self.warm_target();
+        for entry in entries.filter_map(Result::ok) {
+            let dir = entry.path();
+            let last_used = fs::metadata(dir.join(KEY_FILE)).and_then(|m| m.modified());
+            let unused = last_used
+                .map(|t| t.elapsed().unwrap_or_default() > WARM_TARGET_UNUSED)
+                .unwrap_or(true);
+            if dir != mine && unused {
+                tracing::info!(dir = %dir.display(), "removing an unused warm cache");
+                fs::remove_dir_all(&dir)?;
+            }
+        }
+        Ok(())
     }
 
     /// The folder of the target folder `grader check` keeps ([`KeptTarget`]).
@@ -331,6 +389,9 @@ pub fn dependency_key(toolchain_version: &str) -> String {
 /// have compiled the dependencies for other profiles or feature sets. Bump it when they change.
 const WARM_RECIPE: &str = "one-binary build with bins; public lib tests";
 
+/// How long a warm cache of another key stays unused before an engine's start removes it.
+pub const WARM_TARGET_UNUSED: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
 /// The file that marks a cache folder complete, holding its key.
 pub const KEY_FILE: &str = ".grader-key";
 
@@ -377,6 +438,11 @@ pub fn publish_warm_target(built: &Path, warm: &Path, scratch: &Path, key: &str)
         .keep();
     let copy = fresh.join("target");
     copy_tree(built, &copy)?;
+    if let Some(parent) = warm.parent() {
+        fs::create_dir_all(parent)?;
+        // The sandbox's unprivileged user copies it.
+        set_mode(parent, 0o755)?;
+    }
     if !is_warm(&copy) {
         return Err(io::Error::other(format!(
             "the warm-up build left no {WARM_PROBE} in {}; not publishing it",

@@ -255,6 +255,7 @@ impl Engine {
             sandbox::Identity::Unsandboxed => format!("{key}-unsandboxed"),
             _ => key,
         };
+        let data = data.for_warm_key(&warm_key);
         build::warm_up(
             &sandbox,
             &data,
@@ -264,6 +265,7 @@ impl Engine {
             &config.build_limits,
             &warm_key,
         )?;
+        data.prune_warm_targets()?;
         Ok(Engine {
             config,
             sandbox,
@@ -525,6 +527,10 @@ impl Engine {
     /// A job folder for a new build: the staged one if its copy of the warm cache is current,
     /// else a new, empty one (whose build copies the warm cache first).
     fn job_dir(&self) -> std::io::Result<JobDir> {
+        // Only a mark for pruning (see `DataDir::prune_warm_targets`), never worth failing a job.
+        if let Err(e) = self.data.mark_warm_target_used() {
+            tracing::warn!(error = %e, "cannot mark the warm cache as used");
+        }
         let staged = self.staged.lock().unwrap_or_else(|e| e.into_inner()).take();
         match staged {
             Some(job) if build::staged_is_current(&self.data, job.path()) => Ok(job),

@@ -57,7 +57,7 @@ before(async () => {
   fs.chmodSync(work, 0o755);
   dataDir = path.join(work, "data");
   fs.mkdirSync(dataDir);
-  for (const part of ["toolchain", "vendor", "warm-target"]) {
+  for (const part of ["toolchain", "vendor", "warm-targets"]) {
     fs.symlinkSync(path.join(prepared, part), path.join(dataDir, part));
   }
   fs.mkdirSync(shots, { recursive: true });

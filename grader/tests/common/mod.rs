@@ -94,7 +94,7 @@ pub fn assert_child_passed(output: &Output) {
 /// database, uploads and job folders are private while the caches are reused.
 pub fn data_dir_sharing_the_caches() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for part in ["toolchain", "vendor", "warm-target"] {
+    for part in ["toolchain", "vendor", "warm-targets"] {
         std::os::unix::fs::symlink(data_dir().join(part), dir.path().join(part)).unwrap();
     }
     dir
