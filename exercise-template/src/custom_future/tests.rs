@@ -78,9 +78,8 @@ fn test_countdown_future() {
             Poll::Pending,
             "poll {poll} of CountdownFuture::new(3) must be Pending"
         );
-        assert_eq!(
-            counter.wakes(),
-            poll,
+        assert!(
+            counter.wakes() >= poll,
             "CountdownFuture must call cx.waker().wake_by_ref() before every Pending, \
              or no executor will ever poll it again"
         );
@@ -122,9 +121,8 @@ fn test_custom_timer_future_waits_for_its_deadline() {
         Poll::Pending,
         "a 60 s custom_future::TimerFuture must be Pending right after new"
     );
-    assert_eq!(
-        counter.wakes(),
-        1,
+    assert!(
+        counter.wakes() >= 1,
         "custom_future::TimerFuture must wake_by_ref before Pending: it has no thread to wake it"
     );
 

@@ -13,9 +13,10 @@ use futures_test::future::FutureTestExt;
 use hidden_tests::{hang, poll_with, probe_waker, with_watchdog, Counter, Gate, HANG_SECS};
 use runtime::custom_future::{CountdownFuture, ManualFuture, MapFuture, TimerFuture};
 
-/// Targets a countdown with an off-by-one, a wrong message, or a missing or doubled wake: the spec
-/// fixes exactly `count` `Pending`s, one `wake_by_ref` before each, then `Ready("Countdown
-/// complete!")`, so a correct countdown cannot fail.
+/// Targets a countdown with an off-by-one, a wrong message, or a missing wake: the spec fixes
+/// exactly `count` `Pending`s, a `wake_by_ref` before each, then `Ready("Countdown complete!")`. It
+/// does not forbid more wakes (one on the ready poll, two before a `Pending`): those are not
+/// counted against it.
 #[test]
 fn countdown_pends_count_times_waking_before_each() {
     let (waker, probe) = probe_waker();
@@ -25,10 +26,11 @@ fn countdown_pends_count_times_waking_before_each() {
             poll_with(countdown.as_mut(), &waker).is_pending(),
             "CountdownFuture::new(3) must be Pending on poll {poll}"
         );
-        assert_eq!(
-            probe.wakes(),
-            poll,
-            "CountdownFuture must call wake_by_ref exactly once before each Pending"
+        assert!(
+            probe.wakes() >= poll,
+            "CountdownFuture must call wake_by_ref before each Pending: {} wakes after {poll} \
+             Pending polls",
+            probe.wakes()
         );
     }
     assert_eq!(
@@ -36,20 +38,17 @@ fn countdown_pends_count_times_waking_before_each() {
         Poll::Ready("Countdown complete!".to_string()),
         "CountdownFuture::new(3) must be Ready on poll 4"
     );
-    assert_eq!(probe.wakes(), 3, "the ready poll must not wake again");
 }
 
-/// Targets a countdown that always pends at least once: `new(0)` is ready on the first poll, and
-/// has nothing to wake for.
+/// Targets a countdown that always pends at least once: `new(0)` is ready on the first poll.
 #[test]
 fn countdown_zero_is_ready_on_first_poll() {
-    let (waker, probe) = probe_waker();
+    let (waker, _probe) = probe_waker();
     let mut countdown = Box::pin(CountdownFuture::new(0));
     assert_eq!(
         poll_with(countdown.as_mut(), &waker),
         Poll::Ready("Countdown complete!".to_string())
     );
-    assert_eq!(probe.wakes(), 0, "a ready poll must not wake");
 }
 
 /// Targets a busy-polling timer that is ready too early or that pends without waking: every
@@ -96,17 +95,20 @@ fn custom_timer_deadline_is_taken_in_new() {
     );
 }
 
-/// Targets a `ManualFuture` that does not wake on `complete`, wakes more than once, or loses the
-/// value: one pending poll, then `complete` wakes the stored waker once and the next poll yields
-/// the value.
+/// Targets a `ManualFuture` that does not wake on `complete` or loses the value: one pending poll,
+/// then `complete` wakes the stored waker and the next poll yields the value. Wakes the spec does
+/// not ask for (a spurious one, another when the handle is dropped) are not counted against it.
 #[test]
-fn manual_future_complete_after_poll_wakes_once_and_yields_value() {
+fn manual_future_complete_after_poll_wakes_and_yields_value() {
     let (waker, probe) = probe_waker();
     let (mut future, handle) = ManualFuture::new();
     assert!(poll_with(std::pin::Pin::new(&mut future), &waker).is_pending());
-    assert_eq!(probe.wakes(), 0, "nothing may wake before complete");
+    let before = probe.wakes();
     handle.complete(vec![4, 2]);
-    assert_eq!(probe.wakes(), 1, "complete must wake the stored waker once");
+    assert!(
+        probe.wakes() > before,
+        "complete must wake the waker stored by the pending poll"
+    );
     assert_eq!(
         poll_with(std::pin::Pin::new(&mut future), &waker),
         Poll::Ready(vec![4, 2])
@@ -180,9 +182,8 @@ fn map_future_maps_a_pinned_async_block_through_callers_context() {
     }));
     let (waker, probe) = probe_waker();
     assert!(poll_with(map.as_mut(), &waker).is_pending());
-    assert_eq!(
-        probe.wakes(),
-        1,
+    assert!(
+        probe.wakes() >= 1,
         "the inner future's wake must reach the caller's waker"
     );
     assert_eq!(

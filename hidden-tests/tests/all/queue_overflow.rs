@@ -5,6 +5,7 @@
 //! `sync_channel`) overflow at once.
 
 use std::mem;
+use std::panic;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -156,9 +157,11 @@ fn queue_overflow_wakes_of_a_finished_task_change_nothing() {
 /// Targets spawning past the capacity: with capacity 3 and three waiting tasks, `try_spawn` and
 /// `spawn_with_priority` (either priority) fail with `QueueFull` and `spawn` panics with a message
 /// containing `too many tasks queued` (and `SpawnError`'s `Display` works); after one task
-/// finishes there is room for exactly one more; and no accepted task is lost. The spec promises nothing about an executor after its `spawn`
-/// panicked (the panic may poison a lock it held), so that panic is checked last, on an executor
-/// of its own that is then leaked rather than used or dropped.
+/// finishes there is room for exactly one more; no accepted task is lost; and capacity 0 admits no
+/// task at all (not "unbounded"; a constructor that refuses 0 by panicking is fine too). The spec
+/// promises nothing about an executor after its `spawn` panicked (the panic may poison a lock it
+/// held), so that panic is checked last, on an executor of its own that is then leaked rather
+/// than used or dropped.
 #[test]
 fn queue_overflow_spawn_past_capacity_is_refused() {
     let (executor, spawner) = new_executor_and_spawner_with_capacity(3);
@@ -196,6 +199,21 @@ fn queue_overflow_spawn_past_capacity_is_refused() {
     drop(spawner);
     drop(run_with_watchdog(executor, "run()"));
     assert_eq!(done.get(), 4, "an accepted task was lost");
+
+    if let Ok((_executor, spawner)) =
+        panic::catch_unwind(|| new_executor_and_spawner_with_capacity(0))
+    {
+        assert_eq!(
+            spawner.try_spawn(async {}),
+            Err(SpawnError::QueueFull),
+            "capacity 0 leaves no room for a task"
+        );
+        assert_eq!(
+            spawner.spawn_with_priority(Priority::High, async {}),
+            Err(SpawnError::QueueFull),
+            "capacity 0 leaves no room for a task"
+        );
+    }
 
     let (full, spawner) = new_executor_and_spawner_with_capacity(1);
     spawner.spawn(future::pending());

@@ -33,9 +33,10 @@ fn poll_with_a_then_b<F: Future + ?Sized>(mut future: Pin<&mut F>) -> Option<Wak
 fn stale_waker_manual_future_wakes_the_latest_waker() {
     let (mut future, handle) = ManualFuture::new();
     let b = poll_with_a_then_b(Pin::new(&mut future)).expect("nothing completed it yet");
+    let before = b.wakes();
     handle.complete(3);
     assert!(
-        b.wakes() >= 1,
+        b.wakes() > before,
         "complete woke an older waker, not the latest one"
     );
 }
@@ -85,10 +86,10 @@ fn stale_waker_map_future_passes_the_latest_context() {
     let gate = Gate::new();
     let mut map = Box::pin(MapFuture::new(gate.wait(), |()| 1));
     let b = poll_with_a_then_b(map.as_mut()).expect("the gate is closed");
+    let before = b.wakes();
     gate.open();
-    assert_eq!(
-        b.wakes(),
-        1,
+    assert!(
+        b.wakes() > before,
         "the inner future woke an older waker, not the latest one"
     );
 }
