@@ -1,8 +1,9 @@
 //! Benchmark: upload -> score with a warm cache for three submissions (the reference, a buggy
 //! variant whose tests hang, and the reference with one wrong `Metrics` field type), side by side
 //! with the baseline for the reference — plain `cargo test --offline` of the same assembled
-//! workspace in a warm target folder, without any sandbox — and, reported separately, the
-//! first-ever grading with a cold data folder.
+//! workspace in a warm target folder, without any sandbox — and beside them the floor of any
+//! grader that runs each test in its own process (the bare build, then every test as a plain
+//! process without a sandbox); reported separately, the first-ever grading with a cold data folder.
 //!
 //! Then `grader check`'s pipeline (the engine on the public tests, from the crate's folder, warm)
 //! on the reference against `cargo test --lib` of the same crate (the reference with the
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use grader::cli::solutions;
 use grader::engine::assembly::{self, Suite};
+use grader::engine::cache::Durations;
 use grader::engine::report::Report;
 use grader::engine::{Config, Engine, Input, Mode};
 
@@ -133,6 +135,82 @@ fn cargo_test(dir: &Path, target: &Path) -> Duration {
     )
 }
 
+/// The floor of any grader that builds the same workspace and runs each test in its own process,
+/// measured without a sandbox: the bare build of what a grading builds (the hidden tests' one
+/// binary and the demo) in the warm target folder `target`, then every listed test as a plain
+/// process, `lanes` at once, longest first by the engine's record `durations`. Returns the build's
+/// and the run's wall times.
+fn floor(dir: &Path, target: &Path, durations: &Durations, lanes: usize) -> (Duration, Duration) {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--offline",
+            "--locked",
+            "--message-format=json",
+            "-q",
+        ])
+        .args([
+            "-p",
+            "hidden-tests",
+            "--test",
+            "all",
+            "-p",
+            "runtime",
+            "--bin",
+            "runtime_demo",
+        ])
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let build = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let binary = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|m| m["target"]["name"] == "all" && m["executable"].is_string())
+        .map(|m| PathBuf::from(m["executable"].as_str().unwrap()))
+        .expect("cargo names the test binary");
+    let started = Instant::now();
+    let listing = Command::new(&binary)
+        .args(["--list", "--format", "terse"])
+        .output()
+        .unwrap();
+    let mut tests: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_string)
+        .collect();
+    assert!(!tests.is_empty(), "the test binary lists its tests");
+    // The record names tests without their module, as the rubric does.
+    let expected = |name: &str| {
+        let short = name.rsplit("::").next().unwrap_or(name);
+        durations.get(short).map_or(Duration::MAX, |t| t.wall)
+    };
+    tests.sort_by_key(|t| std::cmp::Reverse(expected(t)));
+    let next = std::sync::Mutex::new(tests.into_iter());
+    std::thread::scope(|s| {
+        for _ in 0..lanes {
+            s.spawn(|| loop {
+                let Some(test) = next.lock().unwrap().next() else {
+                    break;
+                };
+                let out = Command::new(&binary)
+                    .args(["--exact", &test, "-q"])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{test} fails without the sandbox");
+            });
+        }
+    });
+    (build, started.elapsed())
+}
+
 /// How long `cargo` took; it must succeed (a failing baseline would measure nothing).
 fn timed_cargo(cargo: &mut Command) -> Duration {
     let started = Instant::now();
@@ -236,13 +314,20 @@ fn main() {
 
     let mut graded: Vec<Vec<Duration>> = vec![Vec::new(); uploads.len()];
     let mut plain = Vec::new();
+    // The floor's build and run, and its lanes: at most as many test processes at once as the
+    // engine ever runs (eight per core).
+    let mut floors: Vec<(Duration, Duration)> = Vec::new();
+    let lanes = 8 * std::thread::available_parallelism().map_or(1, |n| n.get());
     // The reference's run phase and the CPU time its test processes used inside their sandboxes.
     let mut reference_runs: Vec<(Duration, Duration)> = Vec::new();
     print!("{:>4}", "run");
     for u in &uploads {
         print!(" {:>20}", u.name);
     }
-    println!(" {:>20}", "baseline (reference)");
+    println!(
+        " {:>20} {:>20}",
+        "baseline (reference)", "floor (build+run)"
+    );
     for i in 0..runs {
         print!("{:>4}", i + 1);
         for (u, times) in uploads.iter().zip(&mut graded) {
@@ -271,7 +356,23 @@ fn main() {
         baseline_workspace(&ws, &files, &vendor);
         plain.push(cargo_test(&ws, &target));
         std::fs::remove_dir_all(&target).unwrap();
-        println!(" {:>20}", secs(plain[i]));
+        grader::engine::cache::copy_tree(&warm, &target).unwrap();
+        std::fs::remove_dir_all(ws.join("runtime/src")).ok();
+        baseline_workspace(&ws, &files, &vendor);
+        let durations = Durations::load(&cold_dir.path().join("test-durations.tsv"));
+        floors.push(floor(&ws, &target, &durations, lanes));
+        std::fs::remove_dir_all(&target).unwrap();
+        let (b, r) = floors[i];
+        println!(
+            " {:>20} {:>20}",
+            secs(plain[i]),
+            format!(
+                "{} ({:.1}+{:.1})",
+                secs(b + r),
+                b.as_secs_f64(),
+                r.as_secs_f64()
+            )
+        );
     }
     let p = median(plain);
     for (u, times) in uploads.iter().zip(graded) {
@@ -286,6 +387,17 @@ fn main() {
     println!(
         "median baseline (bare warm cargo test of the reference's workspace) {}; targets: reference <= 3 s and <= 0.7 x baseline",
         secs(p)
+    );
+    let floor_build = median(floors.iter().map(|f| f.0).collect());
+    let floor_run = median(floors.iter().map(|f| f.1).collect());
+    let floor_total = median(floors.iter().map(|f| f.0 + f.1).collect());
+    println!(
+        "median floor (bare build {} + every test as a plain process, {lanes} at once, {}) {} = {:.2} x baseline: \
+         no grader that builds this workspace and runs each test in its own process gets below it",
+        secs(floor_build),
+        secs(floor_run),
+        secs(floor_total),
+        floor_total.as_secs_f64() / p.as_secs_f64()
     );
     // Whether the reference's run phase is bounded by the CPU: its processes' own CPU time
     // (without what the grader spends on them outside their sandboxes) spread over every core.

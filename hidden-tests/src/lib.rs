@@ -74,6 +74,25 @@ pub fn with_watchdog<T: Send + 'static>(
     what: &str,
     body: impl FnOnce() -> T + Send + 'static,
 ) -> T {
+    let value = watchdog(
+        secs,
+        what,
+        Box::new(move || Box::new(body()) as Box<dyn Any + Send>),
+    );
+    *value
+        .downcast::<T>()
+        .expect("the watchdog hands back what the body returned")
+}
+
+/// [`with_watchdog`] with the body and its result boxed: the thread, the channel and the unwinding
+/// are compiled once, here (this library sits in the grader's warm cache), instead of once per call
+/// site in the test binary that every submission compiles anew. That cut its monomorphised
+/// functions from 6725 to 4258 and its build from about 2.1 s to 1.7 s.
+fn watchdog(
+    secs: u64,
+    what: &str,
+    body: Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>,
+) -> Box<dyn Any + Send> {
     let (done, outcome) = mpsc::channel();
     thread::spawn(move || {
         let result = panic::catch_unwind(AssertUnwindSafe(body));
