@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use grader::engine::report::Outcome;
-use grader::engine::runner::{self, Check, CpuCounters, Kind, Lanes};
+use grader::engine::runner::{self, Check, CpuCounters, Kind, Lanes, Standby};
 use grader::engine::sandbox::{Limits, Sandbox, SandboxCommand, Toolchain};
 
 /// Processes to run, how long each sleeps, and the lanes that always run.
@@ -53,6 +53,16 @@ fn saturated_host() -> Option<CpuCounters> {
 /// Runs [`CHECKS`] sleeps with [`BASE`] lanes and up to one per check, marked as checks that wait
 /// or not, returning how long it took.
 fn run_sleeps(sandbox: &Sandbox, counters: fn() -> Option<CpuCounters>, waits: bool) -> Duration {
+    run_sleeps_with(sandbox, &Standby::default(), counters, waits)
+}
+
+/// [`run_sleeps`], taking armed sandboxes from `standby` where it has them.
+fn run_sleeps_with(
+    sandbox: &Sandbox,
+    standby: &Standby<'_>,
+    counters: fn() -> Option<CpuCounters>,
+    waits: bool,
+) -> Duration {
     let checks: Vec<Check> = (0..CHECKS)
         .map(|i| Check {
             name: format!("sleep-{i}"),
@@ -71,6 +81,7 @@ fn run_sleeps(sandbox: &Sandbox, counters: fn() -> Option<CpuCounters>, waits: b
     let started = Instant::now();
     let results = runner::run_all(
         sandbox,
+        standby,
         &template,
         &Limits::test(),
         &checks,
@@ -143,4 +154,35 @@ fn checks_expected_to_wait_start_without_waiting_for_idle_cores() {
         "{CHECKS} sleeps of {SLEEP:?} marked as waiting took {waiting:?}, as long as {BASE} at a \
          time would"
     );
+}
+
+#[test]
+fn armed_sandboxes_serve_the_checks_and_are_armed_only_in_idle_time() {
+    let Some(sandbox) = sandbox() else { return };
+    let template = SandboxCommand::new("/bin/true", Vec::<String>::new());
+    for (counters, idle) in [
+        (saturated_host as fn() -> Option<CpuCounters>, false),
+        (idle_host, true),
+    ] {
+        let standby = Standby::default();
+        std::thread::scope(|s| {
+            let _closing = standby.closing();
+            let (standby, sandbox, template) = (&standby, &sandbox, &template);
+            s.spawn(move || standby.arm(sandbox, template, &Limits::test(), CHECKS, counters));
+            // Idle: the arming thread arms every one (it sees a window of idle time each time).
+            while idle && standby.ready() < CHECKS {
+                std::thread::yield_now();
+            }
+            run_sleeps_with(sandbox, standby, idle_host, true);
+            // Busy cores: none was armed, and the checks started their own sandboxes.
+            let expected = if idle { CHECKS } else { 0 };
+            assert_eq!(standby.taken(), expected, "idle host: {idle}");
+            assert_eq!(standby.ready(), 0);
+        });
+        assert!(
+            sandbox.leftover_cgroups().is_empty(),
+            "{:?}",
+            sandbox.leftover_cgroups()
+        );
+    }
 }

@@ -933,3 +933,122 @@ fn vendoring_ignores_the_folder_the_grader_is_started_in() {
         "{crates:?}"
     );
 }
+
+/// What an armed sandbox is for: the same run as [`Sandbox::run`]'s, its setup done beforehand.
+fn armed_run(sandbox: &Sandbox, cmd: &SandboxCommand, limits: &Limits) -> RunResult {
+    let armed = sandbox
+        .arm(cmd, limits)
+        .expect("arming")
+        .expect("this sandbox arms (cgroups account CPU)");
+    let result = armed.run(cmd, limits).expect("armed run");
+    assert!(sandbox.leftover_cgroups().is_empty());
+    result
+}
+
+#[test]
+fn an_armed_sandbox_runs_what_a_new_one_runs() {
+    let sandbox = sandbox!();
+    let job = job_dir(16 * MIB);
+    fs::write(job.path().join("input"), "from the job").unwrap();
+    // Arguments with spaces, an empty one and a backslash; the environment, the folder, the
+    // mounts, the uid and stdin (empty, as for every test process).
+    let script = r#"printf '[%s]' "$@"; echo; id -u; echo "$HOME $PWD"; cat input; cat; echo end"#;
+    let mut cmd = in_job(sh(script), &job);
+    cmd.args
+        .extend(["x", "a b", "", r"back\slash"].map(String::from));
+    let fresh = run(&sandbox, &cmd, &Limits::test());
+    let armed = armed_run(&sandbox, &cmd, &Limits::test());
+    assert_eq!(
+        text(&armed.stdout),
+        "[a b][][back\\slash]\n65534\n/tmp /work\nfrom the jobend\n"
+    );
+    assert_eq!(text(&armed.stdout), text(&fresh.stdout));
+    assert_eq!(armed.status, ExitStatusKind::Exited(0));
+    for (script, expected) in [
+        ("exit 3", ExitStatusKind::Exited(3)),
+        ("kill -SEGV $$", ExitStatusKind::Signaled(11)),
+    ] {
+        let result = armed_run(&sandbox, &sh(script), &Limits::test());
+        assert_eq!(result.status, expected, "{script}");
+    }
+}
+
+#[test]
+fn an_armed_sandbox_counts_its_limits_from_its_run() {
+    let sandbox = sandbox!();
+    let limits = Limits {
+        wall: Duration::from_secs(1),
+        ..Limits::test()
+    };
+    let cmd = sh("sleep 0.3");
+    let armed = sandbox.arm(&cmd, &limits).unwrap().unwrap();
+    // The scenario, not a synchronisation: armed longer ago than its wall limit.
+    std::thread::sleep(Duration::from_millis(1500));
+    let result = armed.run(&cmd, &limits).unwrap();
+    assert_eq!(result.status, ExitStatusKind::Exited(0), "{result:?}");
+    assert_eq!(result.limit_hit, None);
+    assert!(result.wall < Duration::from_secs(1), "{result:?}");
+    // And they hold: a hang is still killed at its wall limit.
+    let hang = armed_run(&sandbox, &sh("sleep 30"), &limits);
+    assert_eq!(hang.limit_hit, Some(LimitKind::Wall), "{hang:?}");
+}
+
+#[test]
+fn an_armed_sandbox_for_another_command_or_program_changes_nothing() {
+    let sandbox = sandbox!();
+    let job = job_dir(16 * MIB);
+    fs::write(job.path().join("input"), "mounted").unwrap();
+    let armed = sandbox.arm(&sh("true"), &Limits::test()).unwrap().unwrap();
+    // Armed without the job's mount: the run still has it (a new sandbox runs it).
+    let result = armed
+        .run(&in_job(sh("cat input"), &job), &Limits::test())
+        .unwrap();
+    assert_eq!(text(&result.stdout), "mounted");
+    // A program that does not exist is the sandbox's setup error, as without arming, not a
+    // program that failed.
+    let armed = sandbox.arm(&sh("true"), &Limits::test()).unwrap().unwrap();
+    let missing = SandboxCommand::new("/usr/bin/no-such-program", Vec::<String>::new());
+    assert!(matches!(
+        armed.run(&missing, &Limits::test()),
+        Err(SandboxError::Setup { .. })
+    ));
+    // More CPU time than it was armed for: run anew, under the limit asked for.
+    let limits = Limits {
+        cpu: Duration::from_secs(1),
+        ..Limits::test()
+    };
+    let armed = sandbox.arm(&sh("true"), &limits).unwrap().unwrap();
+    let result = armed.run(&sh("true"), &Limits::test()).unwrap();
+    assert!(result.status.success());
+    assert!(sandbox.leftover_cgroups().is_empty());
+}
+
+#[test]
+fn an_armed_sandbox_that_cannot_start_is_a_setup_error() {
+    let sandbox = sandbox!();
+    let mut cmd = sh("true");
+    cmd.cwd = "/does/not/exist".into();
+    let armed = sandbox.arm(&cmd, &Limits::test()).unwrap().unwrap();
+    assert!(matches!(
+        armed.run(&cmd, &Limits::test()),
+        Err(SandboxError::Setup { .. })
+    ));
+    assert!(sandbox.leftover_cgroups().is_empty());
+}
+
+#[test]
+fn an_unused_armed_sandbox_leaves_nothing_behind() {
+    let sandbox = sandbox!();
+    let token = unique_token();
+    let mut cmd = sh("true");
+    // Marks the armed sandboxes' command lines (bwrap's `--setenv`).
+    cmd.env.push(("ARMED_TOKEN".into(), token.clone()));
+    let armed: Vec<_> = (0..4)
+        .map(|_| sandbox.arm(&cmd, &Limits::test()).unwrap().unwrap())
+        .collect();
+    assert!(!sandbox.leftover_cgroups().is_empty());
+    assert!(!host_processes_with(&token).is_empty());
+    drop(armed);
+    assert!(sandbox.leftover_cgroups().is_empty());
+    assert_eq!(host_processes_with(&token), Vec::<String>::new());
+}

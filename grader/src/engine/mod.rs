@@ -320,32 +320,65 @@ impl Engine {
                 "this engine has no hidden tests; it runs only the public tests".into(),
             ));
         }
-        let built = match self.build_stage(input, mode, progress)? {
-            Stage::Done(mut report) => {
-                report.timings.total_ms = millis(started.elapsed());
+        let standby = runner::Standby::default();
+        std::thread::scope(|scope| {
+            // Closed however this ends, so that the arming thread ends before the scope waits.
+            let _closing = standby.closing();
+            let arm = |template: sandbox::SandboxCommand, count: usize| {
+                let (standby, limits) = (&standby, self.armed_limits(mode));
+                scope.spawn(move || {
+                    standby.arm(&self.sandbox, &template, &limits, count, runner::host_cpu)
+                });
+            };
+            let built = match self.build_stage(input, mode, progress, &arm, &standby)? {
+                Stage::Done(mut report) => {
+                    report.timings.total_ms = millis(started.elapsed());
+                    progress(Progress::Finished);
+                    return Ok(vec![report]);
+                }
+                Stage::Built(built) => built,
+            };
+            let mut reports = Vec::new();
+            for _ in 0..runs.max(1) {
+                let run_started = Instant::now();
+                let mut report = self.test_stage(&built, progress, &standby)?;
+                // Armed sandboxes serve the first run; the matrix's repeats start their own.
+                standby.close();
+                report.timings.total_ms =
+                    millis(built.elapsed_before_tests + run_started.elapsed());
                 progress(Progress::Finished);
-                return Ok(vec![report]);
+                reports.push(report);
             }
-            Stage::Built(built) => built,
+            Ok(reports)
+        })
+    }
+
+    /// The limits sandboxes are armed with: the test limits, with the most CPU time any of the
+    /// listing's first try and the checks may have.
+    fn armed_limits(&self, mode: Mode) -> Limits {
+        let longest = match (mode, &self.rubric) {
+            (Mode::Hidden, Some(rubric)) => rubric.entries().iter().map(|e| e.timeout()).max(),
+            _ => Some(PUBLIC_TEST_TIMEOUT),
         };
-        let mut reports = Vec::new();
-        for _ in 0..runs.max(1) {
-            let run_started = Instant::now();
-            let mut report = self.test_stage(&built, progress)?;
-            report.timings.total_ms = millis(built.elapsed_before_tests + run_started.elapsed());
-            progress(Progress::Finished);
-            reports.push(report);
+        let limits = &self.config.test_limits;
+        Limits {
+            cpu: longest.map_or(limits.cpu, |t| limits.cpu.max(t * 2)),
+            ..limits.clone()
         }
-        Ok(reports)
     }
 
     /// Intake, policy, assembly, build, listing and plan: either a final report (refused, did not
     /// build) or a built job ready for its test runs.
+    ///
+    /// Once the job is assembled, `arm(template, count)` starts arming `count` sandboxes for the
+    /// listing and the checks in `standby`.
     fn build_stage(
         &self,
         input: Input<'_>,
         mode: Mode,
         progress: &(dyn Fn(Progress) + Sync),
+        arm: &dyn Fn(sandbox::SandboxCommand, usize),
+        standby: &runner::Standby<'_>,
     ) -> Result<Stage, EngineError> {
         let started = Instant::now();
         progress(Progress::Checking);
@@ -387,6 +420,12 @@ impl Engine {
             std::fs::create_dir_all(job.path().join("target"))?;
         }
         let assembled = started.elapsed();
+        if let (Mode::Hidden, Some(rubric)) = (mode, &self.rubric) {
+            arm(
+                job::read_only(job.path(), kept_target),
+                rubric.entries().len() + 1,
+            );
+        }
         // The rubric's binaries that the crate has: naming one it lacks would fail cargo's call.
         let bins: Vec<String> = match (mode, &self.rubric) {
             (Mode::Hidden, Some(rubric)) => rubric
@@ -414,6 +453,7 @@ impl Engine {
         }
         let listed = runner::list_tests(
             &self.sandbox,
+            standby,
             &job::read_only(job.path(), kept_target),
             &self.config.test_limits,
             &build.artifacts.test_binaries,
@@ -468,6 +508,7 @@ impl Engine {
         &self,
         built: &Built,
         progress: &(dyn Fn(Progress) + Sync),
+        standby: &runner::Standby<'_>,
     ) -> Result<Report, EngineError> {
         let started = Instant::now();
         let mut report = built.report.clone();
@@ -489,6 +530,7 @@ impl Engine {
             }
             runner::run_all(
                 &self.sandbox,
+                standby,
                 &job::read_only(built.job.path(), built.kept.as_ref().map(|k| k.path())),
                 &self.config.test_limits,
                 &built.plan.checks,

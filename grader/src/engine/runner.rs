@@ -2,16 +2,16 @@
 //! once, each with its own timeout, and an outcome taken only from the exit status and the sandbox's
 //! own accounting (libtest's summary can only withhold a pass, never grant one).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine::cache::Timing;
 use crate::engine::report::Outcome;
 use crate::engine::rubric::Rubric;
 use crate::engine::sandbox::{
-    ExitStatusKind, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError,
+    Armed, ExitStatusKind, LimitKind, Limits, RunResult, Sandbox, SandboxCommand, SandboxError,
 };
 
 /// The exit code of a test process whose harness caught a hang (the hidden tests' watchdog, or a
@@ -404,15 +404,18 @@ const IDLE_WINDOW: Duration = Duration::from_millis(25);
 /// starting them while the windows stay idle.
 struct IdleGate {
     counters: fn() -> Option<CpuCounters>,
+    /// How many cores' worth of idle time a window needs.
+    threshold: f64,
     /// The last window: when it started, its counters, whether it had a core idle, and whether
     /// a start was granted since.
     state: Mutex<(Instant, Option<CpuCounters>, bool, bool)>,
 }
 
 impl IdleGate {
-    fn new(counters: fn() -> Option<CpuCounters>) -> IdleGate {
+    fn new(counters: fn() -> Option<CpuCounters>, threshold: f64) -> IdleGate {
         IdleGate {
             counters,
+            threshold,
             state: Mutex::new((Instant::now(), counters(), false, false)),
         }
     }
@@ -424,7 +427,7 @@ impl IdleGate {
         if started.elapsed() >= IDLE_WINDOW {
             let now = (self.counters)();
             *idle = match (now, *earlier) {
-                (Some(now), Some(earlier)) => now.idle_cores_since(&earlier) >= 1.0,
+                (Some(now), Some(earlier)) => now.idle_cores_since(&earlier) >= self.threshold,
                 _ => false,
             };
             (*started, *earlier, *granted) = (Instant::now(), now, false);
@@ -435,6 +438,157 @@ impl IdleGate {
         let admit = *idle && !*granted;
         *granted |= admit;
         admit
+    }
+}
+
+/// How often [`Standby::arm`] may arm one more sandbox while the host's cores stay idle: at most
+/// a few per [`IDLE_WINDOW`], each costing a few milliseconds of CPU, so that the idle time they
+/// fill shows in the next window before many more start.
+const ARM_PACE: Duration = Duration::from_millis(3);
+
+/// The idle time (in cores) a window needs for [`Standby::arm`] to go on arming.
+const ARM_IDLE_CORES: f64 = 0.5;
+
+/// Sandboxes armed ahead for a job's listing and test processes ([`Armed`]), in the cores' idle
+/// time while the job builds (a crate's compilation leaves one of two cores idle much of the
+/// time): a test process then starts in a sandbox already set up, and the run phase, which keeps
+/// every core busy, no longer pays for the setups. Checks that find none ready start their own.
+pub struct Standby<'s> {
+    queue: Mutex<Queue<'s>>,
+    /// Signals [`Standby::close`] to the arming thread.
+    closed: Condvar,
+    /// How many were taken.
+    taken: AtomicUsize,
+}
+
+/// The armed sandboxes not taken yet, oldest first (the most likely to have finished their
+/// setup), and whether the standby is closed: one lock, so that none is taken once it is.
+#[derive(Default)]
+struct Queue<'s> {
+    armed: VecDeque<Armed<'s>>,
+    closed: bool,
+}
+
+impl Default for Standby<'_> {
+    fn default() -> Self {
+        Standby {
+            queue: Mutex::new(Queue::default()),
+            closed: Condvar::new(),
+            taken: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<'s> Standby<'s> {
+    /// Arms up to `count` sandboxes for `template` under `limits` (see [`Sandbox::arm`]), one at
+    /// a time and only while the host had half a core's worth of idle time in the last window,
+    /// then waits until [`Standby::close`]. Runs on a thread of its own, which must live as long
+    /// as the sandboxes it armed (they die with it): those taken must have finished when the
+    /// standby is closed. `counters` reads the host's CPU time ([`host_cpu`]).
+    pub fn arm(
+        &self,
+        sandbox: &'s Sandbox,
+        template: &SandboxCommand,
+        limits: &Limits,
+        count: usize,
+        counters: fn() -> Option<CpuCounters>,
+    ) {
+        let gate = IdleGate::new(counters, ARM_IDLE_CORES);
+        let mut left = count;
+        let mut queue = self.lock();
+        while !queue.closed {
+            if left > 0 && gate.admit(true) {
+                drop(queue);
+                let armed = sandbox.arm(template, limits);
+                queue = self.lock();
+                match armed {
+                    Ok(Some(armed)) if !queue.closed => {
+                        queue.armed.push_back(armed);
+                        left -= 1;
+                    }
+                    // Closed meanwhile: disarmed as it drops.
+                    Ok(Some(_)) | Ok(None) => left = 0,
+                    Err(error) => {
+                        // The checks start their own sandboxes, which report such a failure.
+                        tracing::debug!(%error, "arming a sandbox failed");
+                        left = 0;
+                    }
+                }
+                continue;
+            }
+            queue = if left > 0 {
+                let waited = self.closed.wait_timeout(queue, ARM_PACE);
+                waited.unwrap_or_else(|e| e.into_inner()).0
+            } else {
+                self.closed.wait(queue).unwrap_or_else(|e| e.into_inner())
+            };
+        }
+        drop(queue);
+        tracing::debug!(
+            armed = count - left,
+            taken = self.taken(),
+            "sandboxes armed ahead"
+        );
+    }
+
+    /// An armed sandbox, if one is ready to be taken (never once the standby is closed).
+    pub fn take(&self) -> Option<Armed<'s>> {
+        let armed = self.lock().armed.pop_front();
+        self.taken
+            .fetch_add(usize::from(armed.is_some()), Ordering::Relaxed);
+        armed
+    }
+
+    /// How many armed sandboxes wait to be taken.
+    pub fn ready(&self) -> usize {
+        self.lock().armed.len()
+    }
+
+    /// How many armed sandboxes were taken so far.
+    pub fn taken(&self) -> usize {
+        self.taken.load(Ordering::Relaxed)
+    }
+
+    /// Ends [`Standby::arm`] and disarms the sandboxes not taken; none is taken from now on.
+    pub fn close(&self) {
+        let unused = {
+            let mut queue = self.lock();
+            queue.closed = true;
+            std::mem::take(&mut queue.armed)
+        };
+        self.closed.notify_all();
+        drop(unused);
+    }
+
+    /// A guard that closes this standby when dropped, however its scope ends.
+    pub fn closing(&self) -> Closing<'_, 's> {
+        Closing(self)
+    }
+
+    /// Runs `cmd` under `limits` in an armed sandbox if one is ready, else in a new one.
+    pub fn run(
+        &self,
+        sandbox: &Sandbox,
+        cmd: &SandboxCommand,
+        limits: &Limits,
+    ) -> Result<RunResult, SandboxError> {
+        match self.take() {
+            Some(armed) => armed.run(cmd, limits),
+            None => sandbox.run(cmd, limits),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue<'s>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Closes a [`Standby`] when dropped (see [`Standby::closing`]).
+pub struct Closing<'a, 's>(&'a Standby<'s>);
+
+impl Drop for Closing<'_, '_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -449,6 +603,7 @@ struct Started {
 /// `on_done(k, total, name)` as each finishes. Results come back in the order of `checks`.
 pub fn run_all(
     sandbox: &Sandbox,
+    standby: &Standby<'_>,
     template: &SandboxCommand,
     limits: &Limits,
     checks: &[Check],
@@ -459,7 +614,7 @@ pub fn run_all(
     let done = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<CheckResult, RunnerError>>>> =
         Mutex::new((0..checks.len()).map(|_| None).collect());
-    let gate = IdleGate::new(lanes.counters);
+    let gate = IdleGate::new(lanes.counters, 1.0);
     // Processes running now, and the most at once (for whoever tunes the lanes).
     let (running, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
     std::thread::scope(|s| {
@@ -491,7 +646,7 @@ pub fn run_all(
                     };
                     let check = &checks[i];
                     peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-                    let r = run_one(sandbox, template, limits, check);
+                    let r = run_one(sandbox, standby, template, limits, check);
                     running.fetch_sub(1, Ordering::SeqCst);
                     if !check.waits {
                         state.lock().unwrap_or_else(|e| e.into_inner()).busy -= 1;
@@ -514,6 +669,7 @@ pub fn run_all(
 
 fn run_one(
     sandbox: &Sandbox,
+    standby: &Standby<'_>,
     template: &SandboxCommand,
     limits: &Limits,
     check: &Check,
@@ -527,7 +683,7 @@ fn run_one(
         cpu: check.timeout * 2,
         ..limits.clone()
     };
-    let r = sandbox.run(&cmd, &limits)?;
+    let r = standby.run(sandbox, &cmd, &limits)?;
     let (outcome, message) =
         classify(&r, check.kind).map_err(|summary| RunnerError::DidNotRun {
             name: check.name.clone(),
@@ -553,6 +709,7 @@ fn run_one(
 /// student's cost.
 pub fn list_tests(
     sandbox: &Sandbox,
+    standby: &Standby<'_>,
     template: &SandboxCommand,
     limits: &Limits,
     test_binaries: &[String],
@@ -571,7 +728,7 @@ pub fn list_tests(
             cpu: limits.cpu * attempt,
             ..limits.clone()
         };
-        let r = sandbox.run(&cmd, &limits)?;
+        let r = standby.run(sandbox, &cmd, &limits)?;
         match parse_listing(&r) {
             Ok(tests) => return Ok(tests),
             Err(why) => {

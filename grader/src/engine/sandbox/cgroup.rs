@@ -136,6 +136,8 @@ pub(super) struct Hierarchies {
     pids: Option<Role>,
     cpu: Option<Role>,
     kill: Option<Role>,
+    /// CPU weight (v2 `cpu.weight`, v1 `cpu.shares`): how armed sandboxes yield the cores.
+    weight: Option<Role>,
 }
 
 impl Hierarchies {
@@ -209,16 +211,20 @@ impl Hierarchies {
         if subtree.kill {
             self.kill = role;
         }
+        if subtree.cpu {
+            self.weight = role;
+        }
         self.bases.push(subtree.base);
     }
 
     fn add_v1(&mut self, mounts: &[CgroupMount], own: &str) {
         type Slot = fn(&mut Hierarchies) -> &mut Option<Role>;
-        let wanted: [(&str, &str, Slot); 4] = [
+        let wanted: [(&str, &str, Slot); 5] = [
             ("memory", "memory.limit_in_bytes", |h| &mut h.memory),
             ("pids", "pids.max", |h| &mut h.pids),
             ("cpuacct", "cpuacct.usage", |h| &mut h.cpu),
             ("freezer", "freezer.state", |h| &mut h.kill),
+            ("cpu", "cpu.shares", |h| &mut h.weight),
         ];
         for (controller, file, slot) in wanted {
             if slot(self).is_some() {
@@ -266,7 +272,7 @@ impl Hierarchies {
     }
 
     fn roles(&self) -> impl Iterator<Item = Role> + '_ {
-        [self.memory, self.pids, self.cpu, self.kill]
+        [self.memory, self.pids, self.cpu, self.kill, self.weight]
             .into_iter()
             .flatten()
     }
@@ -368,6 +374,8 @@ struct V2Subtree {
     cpu_stat: bool,
     /// `cgroup.kill` exists from Linux 5.14 on.
     kill: bool,
+    /// The cpu controller (`cpu.weight`) is enabled for the children.
+    cpu: bool,
 }
 
 impl V2Subtree {
@@ -394,6 +402,7 @@ impl V2Subtree {
             pids: has("pids"),
             cpu_stat: base.join("cpu.stat").exists(),
             kill: base.join("cgroup.kill").exists(),
+            cpu: has("cpu"),
             base,
         })
     }
@@ -475,6 +484,20 @@ impl RunCgroup {
     /// The `cgroup.procs` files a process must join (every hierarchy in use).
     pub(super) fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Gives the run the least CPU weight (`low`: only what others leave idle) or the usual one,
+    /// where a cpu controller is in use; else nothing changes.
+    pub(super) fn set_low_weight(&self, low: bool) -> io::Result<()> {
+        let Some(dir) = self.dir(self.plan.weight) else {
+            return Ok(());
+        };
+        match (self.plan.weight.map(|r| r.flavour), low) {
+            (Some(Flavour::V1), true) => fs::write(dir.join("cpu.shares"), "2"),
+            (Some(Flavour::V1), false) => fs::write(dir.join("cpu.shares"), "1024"),
+            (_, true) => fs::write(dir.join("cpu.weight"), "1"),
+            (_, false) => fs::write(dir.join("cpu.weight"), "100"),
+        }
     }
 
     /// CPU time used so far by everything in the run, if accounted.

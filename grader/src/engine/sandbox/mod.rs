@@ -65,6 +65,7 @@
 //! code (a mount failed, say) [`Sandbox::run`] returns [`SandboxError::Setup`] rather than a
 //! result.
 
+mod armed;
 mod bwrap;
 mod cgroup;
 mod host;
@@ -90,6 +91,7 @@ use nix::unistd::{geteuid, Pid};
 use serde::{Serialize, Serializer};
 use tracing::{debug, warn};
 
+pub use armed::Armed;
 pub use bwrap::Identity;
 use bwrap::{SandboxInit, Setup, StatusFifo};
 pub use cgroup::{CgroupMode, Enforcement, Mechanism};
@@ -382,6 +384,17 @@ pub struct Capabilities {
     pub tmpfs_job_dirs: bool,
 }
 
+/// A run whose wrapper has been started: what [`Sandbox::finish`] supervises and cleans up.
+struct Spawned {
+    cgroup: RunCgroup,
+    fifo: StatusFifo,
+    child: Child,
+    /// The path translation and private `/tmp` of an unsandboxed run.
+    unsandboxed: Option<(host::PathMap, tempfile::TempDir)>,
+    /// When the run's limits start counting.
+    started: Instant,
+}
+
 /// Runs commands in bubblewrap under cgroup limits; see the module docs. Shareable between threads.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -549,6 +562,24 @@ impl Sandbox {
     /// are setup or cleanup failures of the sandbox.
     pub fn run(&self, cmd: &SandboxCommand, limits: &Limits) -> Result<RunResult, SandboxError> {
         validate(cmd, limits)?;
+        let stdin = if cmd.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let spawned = self.spawn(cmd, limits, stdin, false)?;
+        self.finish(spawned, cmd, limits)
+    }
+
+    /// Creates the run's cgroups (with the least CPU weight if `low_weight`) and status fifo and
+    /// starts `cmd`'s wrapper (validated).
+    fn spawn(
+        &self,
+        cmd: &SandboxCommand,
+        limits: &Limits,
+        stdin: Stdio,
+        low_weight: bool,
+    ) -> Result<Spawned, SandboxError> {
         let name = format!(
             "{}-{}",
             self.prefix,
@@ -556,9 +587,11 @@ impl Sandbox {
         );
         let cgroup = RunCgroup::create(&self.cgroups, &name, limits.memory_bytes, limits.tasks)
             .map_err(SandboxError::Cgroup)?;
-        let mut fifo = StatusFifo::create(self.fifo_dir.path().join(&name))?;
-        let enforcement = self.capabilities.enforcement;
-        let rlimits = rlimits(&enforcement, limits);
+        if low_weight {
+            cgroup.set_low_weight(true).map_err(SandboxError::Cgroup)?;
+        }
+        let fifo = StatusFifo::create(self.fifo_dir.path().join(&name))?;
+        let rlimits = rlimits(&self.capabilities.enforcement, limits);
         let unsandboxed = match self.setup.identity {
             Identity::Unsandboxed => Some(self.unsandboxed_run(cmd, &name)?),
             _ => None,
@@ -576,16 +609,36 @@ impl Sandbox {
                 .command(cmd, limits, &rlimits, &cgroup.procs_files(), fifo.path()),
         };
         command
-            .stdin(if cmd.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let started = Instant::now();
+        let child = command.spawn().map_err(SandboxError::Spawn)?;
+        Ok(Spawned {
+            cgroup,
+            fifo,
+            child,
+            unsandboxed,
+            started,
+        })
+    }
 
-        let start = Instant::now();
-        let mut child = command.spawn().map_err(SandboxError::Spawn)?;
+    /// Supervises a spawned run of `cmd` to its end (limits counted from its `started`), then
+    /// kills whatever is left, removes its cgroups and reads its result.
+    fn finish(
+        &self,
+        spawned: Spawned,
+        cmd: &SandboxCommand,
+        limits: &Limits,
+    ) -> Result<RunResult, SandboxError> {
+        let Spawned {
+            cgroup,
+            mut fifo,
+            mut child,
+            unsandboxed,
+            started: start,
+        } = spawned;
+        let enforcement = self.capabilities.enforcement;
         let streams = start_streams(&mut child, cmd, limits);
         let (stdout, stderr, feeder) = match streams {
             Ok(streams) => streams,
