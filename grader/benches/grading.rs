@@ -137,9 +137,9 @@ fn cargo_test(dir: &Path, target: &Path) -> Duration {
 
 /// The floor of any grader that builds the same workspace and runs each test in its own process,
 /// measured without a sandbox: the bare build of what a grading builds (the hidden tests' one
-/// binary and the demo) in the warm target folder `target`, then every listed test as a plain
-/// process, `lanes` at once, longest first by the engine's record `durations`. Returns the build's
-/// and the run's wall times.
+/// binary and the demo) in the warm target folder `target`, then every listed test and the demo as
+/// plain processes, `lanes` at once, longest first by the engine's record `durations`. Returns the
+/// build's and the run's (with the listing) wall times.
 fn floor(dir: &Path, target: &Path, durations: &Durations, lanes: usize) -> (Duration, Duration) {
     let started = Instant::now();
     let out = Command::new(env!("CARGO"))
@@ -170,41 +170,46 @@ fn floor(dir: &Path, target: &Path, durations: &Durations, lanes: usize) -> (Dur
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let binary = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|m| m["target"]["name"] == "all" && m["executable"].is_string())
-        .map(|m| PathBuf::from(m["executable"].as_str().unwrap()))
-        .expect("cargo names the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let executable = |name: &str| {
+        stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|m| m["target"]["name"] == name && m["executable"].is_string())
+            .map(|m| PathBuf::from(m["executable"].as_str().unwrap()))
+            .unwrap_or_else(|| panic!("cargo names the executable of `{name}`"))
+    };
+    let (binary, demo) = (executable("all"), executable("runtime_demo"));
     let started = Instant::now();
     let listing = Command::new(&binary)
         .args(["--list", "--format", "terse"])
         .output()
         .unwrap();
-    let mut tests: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+    // Each process as (the rubric's name, the command line); the demo is one of them.
+    let mut processes: Vec<(String, Vec<String>)> = String::from_utf8_lossy(&listing.stdout)
         .lines()
         .filter_map(|l| l.strip_suffix(": test"))
-        .map(str::to_string)
+        .map(|test| {
+            let name = test.rsplit("::").next().unwrap_or(test).to_string();
+            let args = ["--exact", test, "-q"].map(str::to_string).to_vec();
+            (name, args)
+        })
         .collect();
-    assert!(!tests.is_empty(), "the test binary lists its tests");
-    // The record names tests without their module, as the rubric does.
-    let expected = |name: &str| {
-        let short = name.rsplit("::").next().unwrap_or(name);
-        durations.get(short).map_or(Duration::MAX, |t| t.wall)
-    };
-    tests.sort_by_key(|t| std::cmp::Reverse(expected(t)));
-    let next = std::sync::Mutex::new(tests.into_iter());
+    assert!(processes.len() > 1, "the test binary lists its tests");
+    processes.push(("runtime_demo".to_string(), Vec::new()));
+    processes.sort_by_key(|(name, _)| {
+        std::cmp::Reverse(durations.get(name).map_or(Duration::MAX, |t| t.wall))
+    });
+    let next = std::sync::Mutex::new(processes.into_iter());
     std::thread::scope(|s| {
         for _ in 0..lanes {
             s.spawn(|| loop {
-                let Some(test) = next.lock().unwrap().next() else {
+                let Some((name, args)) = next.lock().unwrap().next() else {
                     break;
                 };
-                let out = Command::new(&binary)
-                    .args(["--exact", &test, "-q"])
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "{test} fails without the sandbox");
+                let program = if args.is_empty() { &demo } else { &binary };
+                let out = Command::new(program).args(&args).output().unwrap();
+                assert!(out.status.success(), "{name} fails without the sandbox");
             });
         }
     });
@@ -348,17 +353,18 @@ fn main() {
                 )
             );
         }
-        // Each baseline run starts from a copy of the warm folder, as each grading does, with
-        // the student's sources written anew (as each job's are).
+        // The baseline and the floor each start from a copy of the warm folder, as each grading
+        // does, with the student's sources written anew (as each job's are).
         let target = base.path().join(format!("target-{i}"));
-        grader::engine::cache::copy_tree(&warm, &target).unwrap();
-        std::fs::remove_dir_all(ws.join("runtime/src")).ok();
-        baseline_workspace(&ws, &files, &vendor);
+        let fresh = || {
+            std::fs::remove_dir_all(&target).ok();
+            grader::engine::cache::copy_tree(&warm, &target).unwrap();
+            std::fs::remove_dir_all(ws.join("runtime/src")).ok();
+            baseline_workspace(&ws, &files, &vendor);
+        };
+        fresh();
         plain.push(cargo_test(&ws, &target));
-        std::fs::remove_dir_all(&target).unwrap();
-        grader::engine::cache::copy_tree(&warm, &target).unwrap();
-        std::fs::remove_dir_all(ws.join("runtime/src")).ok();
-        baseline_workspace(&ws, &files, &vendor);
+        fresh();
         let durations = Durations::load(&cold_dir.path().join("test-durations.tsv"));
         floors.push(floor(&ws, &target, &durations, lanes));
         std::fs::remove_dir_all(&target).unwrap();
