@@ -170,7 +170,13 @@ fn armed_sandboxes_serve_the_checks_and_are_armed_only_in_idle_time() {
             let (standby, sandbox, template) = (&standby, &sandbox, &template);
             s.spawn(move || standby.arm(sandbox, template, &Limits::test(), CHECKS, counters));
             // Idle: the arming thread arms every one (it sees a window of idle time each time).
+            let deadline = Instant::now() + Duration::from_secs(30);
             while idle && standby.ready() < CHECKS {
+                assert!(
+                    Instant::now() < deadline,
+                    "only {} of {CHECKS} sandboxes armed on an idle host",
+                    standby.ready()
+                );
                 std::thread::yield_now();
             }
             run_sleeps_with(sandbox, standby, idle_host, true);
