@@ -142,7 +142,7 @@ fn cargo_test(dir: &Path, target: &Path) -> Duration {
 /// build's and the run's (with the listing) wall times.
 fn floor(dir: &Path, target: &Path, durations: &Durations, lanes: usize) -> (Duration, Duration) {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO"))
+    let out = plain(&mut Command::new(env!("CARGO")))
         .args([
             "build",
             "--offline",
@@ -181,7 +181,7 @@ fn floor(dir: &Path, target: &Path, durations: &Durations, lanes: usize) -> (Dur
     };
     let (binary, demo) = (executable("all"), executable("runtime_demo"));
     let started = Instant::now();
-    let listing = Command::new(&binary)
+    let listing = plain(&mut Command::new(&binary))
         .args(["--list", "--format", "terse"])
         .output()
         .unwrap();
@@ -208,7 +208,10 @@ fn floor(dir: &Path, target: &Path, durations: &Durations, lanes: usize) -> (Dur
                     break;
                 };
                 let program = if args.is_empty() { &demo } else { &binary };
-                let out = Command::new(program).args(&args).output().unwrap();
+                let out = plain(&mut Command::new(program))
+                    .args(&args)
+                    .output()
+                    .unwrap();
                 assert!(out.status.success(), "{name} fails without the sandbox");
             });
         }
@@ -216,10 +219,22 @@ fn floor(dir: &Path, target: &Path, durations: &Durations, lanes: usize) -> (Dur
     (build, started.elapsed())
 }
 
+/// `command` with the environment the engine gives the tests (see [`grader::engine::job::env`]),
+/// except its paths inside the sandbox: `RUST_BACKTRACE=1` in the shell that runs the bench would
+/// otherwise make every panicking test symbolize a backtrace (tens of milliseconds each) in the
+/// plain runs only, and `MALLOC_ARENA_MAX` changes what threads cost.
+fn plain(command: &mut Command) -> &mut Command {
+    command.envs(
+        grader::engine::job::env()
+            .into_iter()
+            .filter(|(_, value)| !value.starts_with('/')),
+    )
+}
+
 /// How long `cargo` took; it must succeed (a failing baseline would measure nothing).
 fn timed_cargo(cargo: &mut Command) -> Duration {
     let started = Instant::now();
-    let out = cargo.output().unwrap();
+    let out = plain(cargo).output().unwrap();
     let elapsed = started.elapsed();
     assert!(
         out.status.success(),
