@@ -324,8 +324,13 @@ impl Engine {
         std::thread::scope(|scope| {
             // Closed however this ends, so that the arming thread ends before the scope waits.
             let _closing = standby.closing();
-            let arm = |template: sandbox::SandboxCommand, count: usize| {
-                let (standby, limits) = (&standby, self.armed_limits(mode));
+            // Only hidden gradings arm: their checks, the rubric's, are known before the build.
+            let arm = |template: sandbox::SandboxCommand| {
+                let (Mode::Hidden, Some(rubric)) = (mode, &self.rubric) else {
+                    return;
+                };
+                let count = rubric.entries().len() + 1;
+                let (standby, limits) = (&standby, self.armed_limits(rubric));
                 scope.spawn(move || {
                     standby.arm(&self.sandbox, &template, &limits, count, runner::host_cpu)
                 });
@@ -353,14 +358,11 @@ impl Engine {
         })
     }
 
-    /// The limits sandboxes are armed with: the test limits, with the most CPU time any of the
-    /// listing's first try and the checks may have.
-    fn armed_limits(&self, mode: Mode) -> Limits {
-        let longest = match (mode, &self.rubric) {
-            (Mode::Hidden, Some(rubric)) => rubric.entries().iter().map(|e| e.timeout()).max(),
-            _ => Some(PUBLIC_TEST_TIMEOUT),
-        };
+    /// The limits sandboxes are armed with: the test limits, with the most CPU time the listing's
+    /// first try and any of the `rubric`'s checks may have.
+    fn armed_limits(&self, rubric: &rubric::Rubric) -> Limits {
         let limits = &self.config.test_limits;
+        let longest = rubric.entries().iter().map(|e| e.timeout()).max();
         Limits {
             cpu: longest.map_or(limits.cpu, |t| limits.cpu.max(t * 2)),
             ..limits.clone()
@@ -370,14 +372,14 @@ impl Engine {
     /// Intake, policy, assembly, build, listing and plan: either a final report (refused, did not
     /// build) or a built job ready for its test runs.
     ///
-    /// Once the job is assembled, `arm(template, count)` starts arming `count` sandboxes for the
-    /// listing and the checks in `standby`.
+    /// Once the job is assembled, `arm(template)` may start arming sandboxes for the listing and
+    /// the checks in `standby`, which the listing then takes from.
     fn build_stage(
         &self,
         input: Input<'_>,
         mode: Mode,
         progress: &(dyn Fn(Progress) + Sync),
-        arm: &dyn Fn(sandbox::SandboxCommand, usize),
+        arm: &dyn Fn(sandbox::SandboxCommand),
         standby: &runner::Standby<'_>,
     ) -> Result<Stage, EngineError> {
         let started = Instant::now();
@@ -420,12 +422,7 @@ impl Engine {
             std::fs::create_dir_all(job.path().join("target"))?;
         }
         let assembled = started.elapsed();
-        if let (Mode::Hidden, Some(rubric)) = (mode, &self.rubric) {
-            arm(
-                job::read_only(job.path(), kept_target),
-                rubric.entries().len() + 1,
-            );
-        }
+        arm(job::read_only(job.path(), kept_target));
         // The rubric's binaries that the crate has: naming one it lacks would fail cargo's call.
         let bins: Vec<String> = match (mode, &self.rubric) {
             (Mode::Hidden, Some(rubric)) => rubric
