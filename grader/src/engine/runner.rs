@@ -158,17 +158,22 @@ impl Plan {
     /// Orders and marks the checks by how their last passes went (`history`; unrecorded checks
     /// count as taking their timeout and as busy):
     ///
-    /// - the longest first, so that the last process to finish is a short one: with a few long
-    ///   tests among many short ones, the run then takes about as long as its longest test instead
-    ///   of a long test started last (order is kept among equals; results still fill their own
-    ///   report entries);
+    /// - those with the longest time limit first: a check that may take longer than the others
+    ///   when it fails (a longer watchdog, a demo) then hangs from the start, not after a round of
+    ///   other hangs (the hanging variant's run phase: 20.1 s with it started late, 15.3 s);
+    ///   a passing run barely notices, as such checks pass quickly and their lanes are free again
+    ///   before the long ones need them;
+    /// - among equal limits, the longest first, so that the last process to finish is a short
+    ///   one: with a few long tests among many short ones, the run then takes about as long as
+    ///   its longest test instead of a long test started last (order is kept among equals;
+    ///   results still fill their own report entries);
     /// - those that used under a tenth of their wall time on a CPU (timers, waits for a wake) as
     ///   [`Check::waits`], so that they do not hold back the busy ones.
     pub fn schedule(&mut self, history: impl Fn(&Check) -> Option<Timing>) {
         let timings: Vec<Option<Timing>> = self.checks.iter().map(&history).collect();
         let expected = |i: usize| timings[i].map_or(self.checks[i].timeout, |t| t.wall);
         let mut order: Vec<usize> = (0..self.checks.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(expected(i)));
+        order.sort_by_key(|&i| std::cmp::Reverse((self.checks[i].timeout, expected(i))));
         let checks = order.iter().map(|&i| Check {
             waits: timings[i].is_some_and(|t| t.cpu.is_some_and(|cpu| mostly_waiting(cpu, t.wall))),
             ..self.checks[i].clone()
@@ -919,6 +924,30 @@ mod tests {
         // An older record without CPU time orders but does not mark.
         plan.schedule(|c| history(c).map(|t| Timing { cpu: None, ..t }));
         assert!(plan.checks.iter().all(|c| !c.waits));
+    }
+
+    #[test]
+    fn a_longer_time_limit_starts_first_whatever_its_record() {
+        let listed: BTreeMap<String, String> = ["m::long", "m::watched"]
+            .iter()
+            .map(|n| (n.to_string(), "/all".to_string()))
+            .collect();
+        let mut plan = plan_listed(&listed, Duration::from_secs(10));
+        plan.checks[1].timeout = Duration::from_secs(25);
+        let ms = Duration::from_millis;
+        plan.schedule(|c| {
+            Some(Timing {
+                wall: ms(if c.name == "m::long" { 400 } else { 20 }),
+                cpu: None,
+            })
+        });
+        let order: Vec<(&str, usize)> = plan
+            .checks
+            .iter()
+            .zip(plan.slots.iter().copied())
+            .map(|(c, slot)| (c.name.as_str(), slot))
+            .collect();
+        assert_eq!(order, [("m::watched", 1), ("m::long", 0)]);
     }
 
     #[test]
