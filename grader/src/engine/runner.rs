@@ -160,9 +160,8 @@ impl Plan {
     ///
     /// - those with the longest time limit first: a check that may take longer than the others
     ///   when it fails (a longer watchdog, a demo) then hangs from the start, not after a round of
-    ///   other hangs (the hanging variant's run phase: 20.1 s with it started late, 15.3 s);
-    ///   a passing run barely notices, as such checks pass quickly and their lanes are free again
-    ///   before the long ones need them;
+    ///   other hangs; a passing run barely notices, as such checks pass quickly and their lanes
+    ///   are free again before the long ones need them;
     /// - among equal limits, the longest first, so that the last process to finish is a short
     ///   one: with a few long tests among many short ones, the run then takes about as long as
     ///   its longest test instead of a long test started last (order is kept among equals;
@@ -884,13 +883,27 @@ mod tests {
         assert!(!message.unwrap().starts_with("timed out"));
     }
 
-    #[test]
-    fn the_longest_checks_start_first_and_the_waiting_ones_are_marked() {
-        let listed: BTreeMap<String, String> = ["m::short", "m::long", "m::unknown"]
+    /// A plan of the tests `names` of one binary, each with a 10 s limit.
+    fn plan_of(names: &[&str]) -> Plan {
+        let listed: BTreeMap<String, String> = names
             .iter()
             .map(|n| (n.to_string(), "/all".to_string()))
             .collect();
-        let mut plan = plan_listed(&listed, Duration::from_secs(10));
+        plan_listed(&listed, Duration::from_secs(10))
+    }
+
+    /// The planned order: each check's name, its slot in the report and whether it waits.
+    fn order(plan: &Plan) -> Vec<(&str, usize, bool)> {
+        plan.checks
+            .iter()
+            .zip(plan.slots.iter().copied())
+            .map(|(c, slot)| (c.name.as_str(), slot, c.waits))
+            .collect()
+    }
+
+    #[test]
+    fn the_longest_checks_start_first_and_the_waiting_ones_are_marked() {
+        let mut plan = plan_of(&["m::short", "m::long", "m::unknown"]);
         assert_eq!(rubric_name("m::long"), "long");
         let ms = Duration::from_millis;
         let history = |c: &Check| match c.name.as_str() {
@@ -905,16 +918,10 @@ mod tests {
             _ => None,
         };
         plan.schedule(history);
-        let order: Vec<(&str, usize, bool)> = plan
-            .checks
-            .iter()
-            .zip(plan.slots.iter().copied())
-            .map(|(c, slot)| (c.name.as_str(), slot, c.waits))
-            .collect();
         // The unrecorded test counts as its timeout and as busy; each keeps its slot (listing
         // order: l, s, u); only the long one that used under a tenth of its time on a CPU waits.
         assert_eq!(
-            order,
+            order(&plan),
             [
                 ("m::unknown", 2, false),
                 ("m::long", 0, true),
@@ -928,11 +935,7 @@ mod tests {
 
     #[test]
     fn a_longer_time_limit_starts_first_whatever_its_record() {
-        let listed: BTreeMap<String, String> = ["m::long", "m::watched"]
-            .iter()
-            .map(|n| (n.to_string(), "/all".to_string()))
-            .collect();
-        let mut plan = plan_listed(&listed, Duration::from_secs(10));
+        let mut plan = plan_of(&["m::long", "m::watched"]);
         plan.checks[1].timeout = Duration::from_secs(25);
         let ms = Duration::from_millis;
         plan.schedule(|c| {
@@ -941,13 +944,10 @@ mod tests {
                 cpu: None,
             })
         });
-        let order: Vec<(&str, usize)> = plan
-            .checks
-            .iter()
-            .zip(plan.slots.iter().copied())
-            .map(|(c, slot)| (c.name.as_str(), slot))
-            .collect();
-        assert_eq!(order, [("m::watched", 1), ("m::long", 0)]);
+        assert_eq!(
+            order(&plan),
+            [("m::watched", 1, false), ("m::long", 0, false)]
+        );
     }
 
     #[test]
