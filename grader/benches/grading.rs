@@ -219,16 +219,12 @@ fn floor(dir: &Path, target: &Path, durations: &Durations, lanes: usize) -> (Dur
     (build, started.elapsed())
 }
 
-/// `command` with the environment the engine gives the tests (see [`grader::engine::job::env`]),
-/// except its paths inside the sandbox: `RUST_BACKTRACE=1` in the shell that runs the bench would
-/// otherwise make every panicking test symbolize a backtrace (tens of milliseconds each) in the
-/// plain runs only, and `MALLOC_ARENA_MAX` changes what threads cost.
+/// `command` with the settings the engine gives every test and build
+/// ([`grader::engine::job::RUN_SETTINGS`]): `RUST_BACKTRACE=1` in the shell that runs the bench
+/// would otherwise make every panicking test symbolize a backtrace in the plain runs only, and
+/// `MALLOC_ARENA_MAX` changes what threads cost.
 fn plain(command: &mut Command) -> &mut Command {
-    command.envs(
-        grader::engine::job::env()
-            .into_iter()
-            .filter(|(_, value)| !value.starts_with('/')),
-    )
+    command.envs(grader::engine::job::RUN_SETTINGS)
 }
 
 /// How long `cargo` took; it must succeed (a failing baseline would measure nothing).
