@@ -14,14 +14,14 @@ COPY . .
 RUN cargo build --release --locked -p grader
 
 FROM rust:${RUST_VERSION}-slim-bookworm
-# bubblewrap: the sandbox. util-linux: setpriv, which starts it as the unprivileged uid 65534.
+# bubblewrap: the sandbox (started as the unprivileged uid 65534 by grader-sandbox-exec).
 # curl: the healthcheck. sqlite3: online backups of the database.
 # Versions are Debian stable's, fixed by the base image's release.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends bubblewrap util-linux curl sqlite3 ca-certificates \
+    && apt-get install -y --no-install-recommends bubblewrap curl sqlite3 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/target/release/grader /usr/local/bin/grader
+COPY --from=build /src/target/release/grader /src/target/release/grader-sandbox-exec /usr/local/bin/
 COPY hidden-tests /opt/runtime-grader/hidden-tests
 # The crates every job builds against go into the image's cargo cache now, so that the first start
 # vendors them without the network (CARGO_NET_OFFLINE below). The workspace is laid out as the grader

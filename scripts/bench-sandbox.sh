@@ -3,9 +3,10 @@
 # measurement, not a test): the same command lines the grader runs, one piece added at a time,
 # run N times one after another. Prints the wall time and the whole machine's CPU time per run
 # (from /proc/stat, so the kernel's deferred namespace clean-up counts too), and each line's cost
-# over the line before. Needs root (setpriv drops to uid 65534, as the grader does), bwrap and
-# setpriv; run it on a quiet machine.
-#   scripts/bench-sandbox.sh [N]   (default 200)
+# over the line before; last, the bash wrapper and `setpriv` that the exec helper replaced, for
+# comparison. Needs root (the helper drops to uid 65534, as the grader does), bwrap, setpriv and
+# bash; run it on a quiet machine.
+#   scripts/bench-sandbox.sh [N]   (default 200; HELPER=path/to/grader-sandbox-exec, default: built)
 set -euo pipefail
 n=${1:-200}
 [ "$(id -u)" = 0 ] || { echo "bench-sandbox.sh: run it as root (the grader's sandbox drops to uid 65534 from root)" >&2; exit 2; }
@@ -13,10 +14,16 @@ for tool in bwrap setpriv bash; do
   command -v "$tool" >/dev/null || { echo "bench-sandbox.sh: $tool is not installed (scripts/test.sh installs it)" >&2; exit 2; }
 done
 
+if [ -z "${HELPER:-}" ]; then
+  cargo build --quiet --locked -p grader --bin grader-sandbox-exec
+  HELPER=$(cargo metadata --format-version 1 --no-deps | sed 's/.*"target_directory":"\([^"]*\)".*/\1/')/debug/grader-sandbox-exec
+fi
+helper=("$HELPER" --status-fifo /dev/null --rlimit core 0 0 --rlimit cpu 11 12 --user 65534 --)
+
 job=$(mktemp -d)
 chmod 755 "$job" # the sandbox runs as uid 65534
 trap 'rm -rf "$job"' EXIT
-# The grader's wrapper (grader/src/engine/sandbox/bwrap.rs), without the cgroups it joins.
+# The bash wrapper the grader ran before its exec helper, without the cgroups it joined.
 wrapper='fifo=$1; shift
 while [ "$1" != -- ]; do ulimit "$1" "$2" || exit 125; shift 2; done; shift
 echo 1000 > /proc/self/oom_score_adj || exit 125
@@ -65,7 +72,9 @@ measure() {
 
 echo "$n runs each, one after another; CPU is the whole machine's"
 measure "/bin/true" /bin/true
-measure "+ the bash wrapper (rlimits, fds, status fifo)" bash -c "$wrapper" w /dev/null -c 0 -- /bin/true
-measure "+ setpriv (uid 65534, no new privileges)" bash -c "$wrapper" w /dev/null -c 0 -- "${setpriv[@]}" /bin/true
-measure "+ bwrap, no network namespace" bash -c "$wrapper" w /dev/null -c 0 -- "${setpriv[@]}" bwrap "${no_net[@]}" "${rest[@]}" /bin/true
-measure "+ the network namespace (the grader's command line)" bash -c "$wrapper" w /dev/null -c 0 -- "${setpriv[@]}" bwrap "${namespaces[@]}" "${rest[@]}" /bin/true
+measure "+ the exec helper (rlimits, fds, status fd, uid 65534)" "${helper[@]}" /bin/true
+measure "+ bwrap, no network namespace" "${helper[@]}" bwrap "${no_net[@]}" "${rest[@]}" /bin/true
+measure "+ the network namespace (the grader's command line)" "${helper[@]}" bwrap "${namespaces[@]}" "${rest[@]}" /bin/true
+previous=
+echo "for comparison, what the helper replaced:"
+measure "the bash wrapper + setpriv + bwrap, as before" bash -c "$wrapper" w /dev/null -c 0 -- "${setpriv[@]}" bwrap "${namespaces[@]}" "${rest[@]}" /bin/true

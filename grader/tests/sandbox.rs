@@ -161,6 +161,7 @@ fn runs_as_uid_65534_without_capabilities() {
     let cmd = in_job(
         sh(
             "id -u; grep CapEff /proc/self/status; touch /work/mine; cat /proc/self/uid_map; \
+            grep -E '^(NoNewPrivs|Groups):' /proc/self/status; \
             if unshare -U true; then echo nested-userns; fi",
         ),
         &job,
@@ -171,6 +172,12 @@ fn runs_as_uid_65534_without_capabilities() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "65534", "{out}");
     assert_eq!(lines[1].split_whitespace().nth(1), Some("0000000000000000"));
+    assert_eq!(lines[3].split_whitespace().collect::<Vec<_>>(), ["Groups:"]);
+    assert_eq!(
+        lines[4].split_whitespace().nth(1),
+        Some("1"),
+        "no new privileges"
+    );
     assert!(!out.contains("nested-userns"), "--disable-userns");
     // uid_map's outside column is relative to bwrap's intermediate namespace (0 there); the file
     // the sandbox created shows the uid it really has on the host.

@@ -1,4 +1,4 @@
-//! Sandboxes set up ahead of their program: the wrapper, `setpriv`, bubblewrap's namespaces and
+//! Sandboxes set up ahead of their program: the exec helper's work, bubblewrap's namespaces and
 //! mounts and the cgroups all exist, and a shell inside waits to become the program. A sandbox's
 //! setup is most of its cost (about four fifths of the CPU time of a short test's process on the
 //! development machine), so a grading arms its test processes' sandboxes while the crate still

@@ -1,5 +1,5 @@
-//! The command line of a sandboxed run: a bash wrapper (cgroups, rlimits, fd hygiene) that execs
-//! `setpriv` (drop to the sandbox uid), which execs bubblewrap, which execs the program; and the
+//! The command line of a sandboxed run: the exec helper (cgroups, rlimits, fd hygiene, the drop
+//! to the sandbox uid; see [`sandbox_exec`]) execs bubblewrap, which execs the program; and the
 //! `--json-status-fd` channel through which bwrap tells us the program's exit code.
 
 use std::ffi::OsString;
@@ -13,38 +13,15 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::{mkfifo, Pid};
+use sandbox_exec::{Limit, Request};
 use serde::Serialize;
 
 use super::host::PathMap;
 use super::toolchain::TOOLCHAIN_MOUNT;
 use super::{Limits, SandboxCommand, SANDBOX_GID, SANDBOX_UID};
 
-/// Runs with the grader's privileges (root) before anything of the run exists: joins the run's
-/// cgroups (so that the program cannot fork outside them), sets rlimits, makes the OOM killer
-/// prefer the sandbox, closes every inherited fd above 2 (Rust opens its own fds close-on-exec,
-/// but fds inherited from whoever started the grader are not), opens bwrap's status fd 3, then
-/// execs the rest.
-///
-/// `$0` is a label; then: status fifo, `cgroup.procs` files, `--`, `ulimit` option/value pairs,
-/// `--`, the command. Exits 125 if any step fails (bwrap then never wrote an exit code).
-const WRAPPER: &str = r#"fifo=$1; shift
-while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift
-while [ "$1" != -- ]; do ulimit "$1" "$2" || exit 125; shift 2; done; shift
-echo 1000 > /proc/self/oom_score_adj || exit 125
-for fd in /proc/$$/fd/*; do
-  fd=${fd##*/}
-  if [ "$fd" -gt 2 ] && [ -e "/proc/$$/fd/$fd" ]; then exec {fd}>&-; fi
-done
-exec 3>"$fifo" || exit 125
-"#;
-
-/// How the wrapper ends in a sandbox: bwrap replaces it and reports the exit code on fd 3.
-const EXEC_BWRAP: &str = r#"exec "$@""#;
-
-/// How the wrapper ends unsandboxed: it runs the program (without fd 3), then reports its exit
-/// code on fd 3 and exits with it, as bwrap does (128 + N for a death by signal N).
-const RUN_UNSANDBOXED: &str =
-    r#""$@" 3>&-; code=$?; echo "{\"exit-code\": $code}" >&3; exit $code"#;
+// The helper drops to one number for both.
+const _: () = assert!(SANDBOX_UID == SANDBOX_GID);
 
 /// `PATH` inside the sandbox: the toolchain first, never a rustup proxy.
 const SANDBOX_PATH: &str = "/opt/rust/bin:/usr/bin:/bin";
@@ -92,11 +69,18 @@ impl Identity {
     }
 }
 
+/// Where the exec helper is: its own small binary, or the `grader` binary with
+/// [`sandbox_exec::SELF_ARG`] first.
+#[derive(Debug, Clone)]
+pub(super) struct Helper {
+    pub(super) program: PathBuf,
+    pub(super) self_arg: bool,
+}
+
 /// Programs and host layout, fixed for a [`super::Sandbox`].
 #[derive(Debug, Clone)]
 pub(super) struct Setup {
-    pub(super) bash: PathBuf,
-    pub(super) setpriv: Option<PathBuf>,
+    helper: Helper,
     pub(super) bwrap: PathBuf,
     pub(super) identity: Identity,
     /// bwrap options making the read-only system view.
@@ -106,15 +90,13 @@ pub(super) struct Setup {
 
 impl Setup {
     pub(super) fn new(
-        bash: PathBuf,
-        setpriv: Option<PathBuf>,
+        helper: Helper,
         bwrap: PathBuf,
         identity: Identity,
         toolchain: PathBuf,
     ) -> Setup {
         Setup {
-            bash,
-            setpriv,
+            helper,
             bwrap,
             identity,
             system: system_view(),
@@ -127,41 +109,51 @@ impl Setup {
         &self,
         cmd: &SandboxCommand,
         limits: &Limits,
-        rlimits: &[(&str, u64)],
+        rlimits: &[(Limit, u64, u64)],
         cgroup_procs: &[PathBuf],
         status_fifo: &Path,
     ) -> Command {
-        let mut command = self.wrapper(EXEC_BWRAP, rlimits, cgroup_procs, status_fifo);
+        let mut program = vec![self.bwrap.clone().into_os_string()];
+        program.extend(self.bwrap_args(cmd, limits));
+        let request = Request {
+            status_fifo: status_fifo.to_owned(),
+            cgroup_procs: cgroup_procs.to_vec(),
+            rlimits: rlimits.to_vec(),
+            user: (self.identity == Identity::Unprivileged).then_some(SANDBOX_UID),
+            report_exit: false,
+            command: program,
+        };
+        let mut command = self.helper_command(&request);
         command
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .current_dir("/");
-        if let (Identity::Unprivileged, Some(setpriv)) = (self.identity, &self.setpriv) {
-            command.arg(setpriv).args([
-                format!("--reuid={SANDBOX_UID}"),
-                format!("--regid={SANDBOX_GID}"),
-                "--clear-groups".to_owned(),
-                "--no-new-privs".to_owned(),
-                "--".to_owned(),
-            ]);
-        }
-        command.arg(&self.bwrap).args(self.bwrap_args(cmd, limits));
         command
     }
 
-    /// The command for an unsandboxed run of `cmd`: the wrapper runs it with its paths, working
+    /// The command for an unsandboxed run of `cmd`: the helper runs it with its paths, working
     /// folder and allowlisted environment translated to the host's by `paths`, in a process group
     /// of its own.
     pub(super) fn unsandboxed_command(
         &self,
         cmd: &SandboxCommand,
         paths: &PathMap,
-        rlimits: &[(&str, u64)],
+        rlimits: &[(Limit, u64, u64)],
         cgroup_procs: &[PathBuf],
         status_fifo: &Path,
     ) -> Command {
         use std::os::unix::process::CommandExt;
-        let mut command = self.wrapper(RUN_UNSANDBOXED, rlimits, cgroup_procs, status_fifo);
+        let mut program = vec![paths.to_host(&cmd.program).into()];
+        program.extend(cmd.args.iter().map(|a| paths.to_host(a).into()));
+        let request = Request {
+            status_fifo: status_fifo.to_owned(),
+            cgroup_procs: cgroup_procs.to_vec(),
+            rlimits: rlimits.to_vec(),
+            user: None,
+            report_exit: true,
+            command: program,
+        };
+        let mut command = self.helper_command(&request);
         command
             .env_clear()
             .current_dir(paths.to_host(&cmd.cwd))
@@ -170,31 +162,14 @@ impl Setup {
             command.env(key, paths.to_host(&value));
         }
         command
-            .arg(paths.to_host(&cmd.program))
-            .args(cmd.args.iter().map(|a| paths.to_host(a)));
-        command
     }
 
-    /// The wrapper shell with its arguments up to the program, ending with `tail`.
-    fn wrapper(
-        &self,
-        tail: &str,
-        rlimits: &[(&str, u64)],
-        cgroup_procs: &[PathBuf],
-        status_fifo: &Path,
-    ) -> Command {
-        let mut command = Command::new(&self.bash);
-        command
-            .arg("-c")
-            .arg(format!("{WRAPPER}{tail}"))
-            .arg("sandbox-wrapper")
-            .arg(status_fifo)
-            .args(cgroup_procs)
-            .arg("--");
-        for (option, value) in rlimits {
-            command.arg(option).arg(value.to_string());
+    fn helper_command(&self, request: &Request) -> Command {
+        let mut command = Command::new(&self.helper.program);
+        if self.helper.self_arg {
+            command.arg(sandbox_exec::SELF_ARG);
         }
-        command.arg("--");
+        command.args(request.to_args());
         command
     }
 

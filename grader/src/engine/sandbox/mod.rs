@@ -3,7 +3,7 @@
 //!
 //! # Layers
 //!
-//! 1. **bubblewrap** (`bwrap`), run as the unprivileged uid/gid 65534 through `setpriv` (see
+//! 1. **bubblewrap** (`bwrap`), run as the unprivileged uid/gid 65534 by the exec helper (see
 //!    [`Identity`]): new user (with `--disable-userns`), pid, network (only `lo`), ipc, uts and
 //!    cgroup namespaces; `--die-with-parent`, `--new-session`, `--cap-drop ALL`, `--clearenv`
 //!    plus an allowlist (`PATH`, `HOME=/tmp`, `TMPDIR=/tmp`, `CARGO_HOME=/tmp/cargo-home`, the
@@ -15,8 +15,10 @@
 //!    (unprivileged user namespaces restricted by the kernel), the sandbox refuses to start with an
 //!    error naming the kernel settings, unless the operator opted in to a root-mapped sandbox
 //!    ([`SandboxOptions::allow_root_mapped`]); [`Enforcement`] names the identity in use.
-//! 2. **cgroups**, one per run in every usable hierarchy, joined by a wrapper shell before it
-//!    execs `setpriv`/`bwrap`, so nothing of the run ever runs outside them: memory, task count,
+//! 2. **cgroups**, one per run in every usable hierarchy, joined by the exec helper
+//!    ([`sandbox_exec`]: `grader-sandbox-exec` beside the running executable, else the `grader`
+//!    binary itself, see [`executable_serves_as_helper`]) before it drops to the sandbox uid and
+//!    execs `bwrap`, so nothing of the run ever runs outside them: memory, task count,
 //!    CPU accounting and killing (see [`Enforcement`]).
 //! 3. **rlimits**: always `RLIMIT_CORE` 0 and `RLIMIT_CPU` (a per-process backstop one second
 //!    past the CPU limit when cgroups account CPU); `RLIMIT_AS` and `RLIMIT_NPROC` only where no
@@ -81,6 +83,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -88,12 +91,13 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::{geteuid, Pid};
+use sandbox_exec::Limit;
 use serde::{Serialize, Serializer};
 use tracing::{debug, warn};
 
 pub use armed::Armed;
 pub use bwrap::Identity;
-use bwrap::{SandboxInit, Setup, StatusFifo};
+use bwrap::{Helper, SandboxInit, Setup, StatusFifo};
 pub use cgroup::{CgroupMode, Enforcement, Mechanism};
 use cgroup::{Hierarchies, RunCgroup};
 pub use jobdir::{JobDir, DEFAULT_JOB_DIR_BYTES};
@@ -114,9 +118,15 @@ static SANDBOXES: AtomicU64 = AtomicU64::new(0);
 /// A failure to set up or clean up a run: never the program's own failure.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    /// A required program (bwrap, bash, setpriv) is missing.
+    /// A required program (bwrap) is missing.
     #[error("required program `{0}` not found")]
     MissingProgram(&'static str),
+    /// The exec helper is neither installed beside the running executable nor served by it.
+    #[error(
+        "the sandbox's helper `{HELPER}` is not installed beside {0} (`cargo build -p grader` \
+         builds both binaries; install them side by side)"
+    )]
+    MissingHelper(PathBuf),
     /// No way to run bubblewrap works on this host.
     #[error("bubblewrap does not work here: {0}")]
     Unsupported(String),
@@ -431,12 +441,9 @@ impl Sandbox {
             None if options.unsandboxed != Unsandboxed::Never => None,
             None => return Err(SandboxError::MissingProgram("bwrap")),
         };
-        let bash = find_program("bash").ok_or(SandboxError::MissingProgram("bash"))?;
-        let setpriv = if root {
-            Some(find_program("setpriv").ok_or(SandboxError::MissingProgram("setpriv"))?)
-        } else {
-            None
-        };
+        let helper = find_helper().ok_or_else(|| {
+            SandboxError::MissingHelper(std::env::current_exe().unwrap_or_default())
+        })?;
         if root {
             ensure_world_traversable(toolchain.host_dir())?;
         }
@@ -468,8 +475,7 @@ impl Sandbox {
             .map_err(SandboxError::Cleanup)?;
         let mut sandbox = Sandbox {
             setup: Setup::new(
-                bash,
-                setpriv,
+                helper,
                 bwrap.clone().unwrap_or_default(),
                 Identity::Invoker,
                 toolchain.host_dir().to_owned(),
@@ -851,8 +857,8 @@ fn decode_exit_code(code: i32) -> ExitStatusKind {
     }
 }
 
-/// `ulimit` options for the wrapper shell, soft limits before hard ones.
-fn rlimits(enforcement: &Enforcement, limits: &Limits) -> Vec<(&'static str, u64)> {
+/// The rlimits of a run (limit, soft, hard) for the exec helper.
+fn rlimits(enforcement: &Enforcement, limits: &Limits) -> Vec<(Limit, u64, u64)> {
     let cpu_seconds = limits.cpu.as_secs_f64().ceil().max(1.0) as u64;
     // With cgroup accounting the supervisor kills at the exact limit; the rlimit is a backstop.
     let soft_cpu = if enforcement.cpu == Mechanism::Rlimit {
@@ -860,12 +866,16 @@ fn rlimits(enforcement: &Enforcement, limits: &Limits) -> Vec<(&'static str, u64
     } else {
         cpu_seconds + 1
     };
-    let mut options = vec![("-c", 0), ("-St", soft_cpu), ("-Ht", soft_cpu + 1)];
+    let mut options = vec![(Limit::Core, 0, 0), (Limit::Cpu, soft_cpu, soft_cpu + 1)];
     if enforcement.memory == Mechanism::Rlimit {
-        options.push(("-v", limits.memory_bytes / 1024));
+        options.push((
+            Limit::AddressSpace,
+            limits.memory_bytes,
+            limits.memory_bytes,
+        ));
     }
     if enforcement.tasks == Mechanism::Rlimit {
-        options.push(("-u", limits.tasks));
+        options.push((Limit::Processes, limits.tasks, limits.tasks));
     }
     options
 }
@@ -937,10 +947,47 @@ fn find_program(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
-        .find(|candidate| {
-            fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .find(|candidate| is_executable(candidate))
+}
+
+/// The exec helper's binary name.
+const HELPER: &str = "grader-sandbox-exec";
+
+/// Whether the running executable serves as the exec helper (see [`executable_serves_as_helper`]).
+static SELF_HELPER: OnceLock<()> = OnceLock::new();
+
+/// Declares that the running executable becomes the exec helper when its first argument is
+/// [`sandbox_exec::SELF_ARG`], as the `grader` binary does: where `grader-sandbox-exec` is not
+/// installed beside it (a student's one downloaded file), the sandbox runs it instead.
+pub fn executable_serves_as_helper() {
+    let _ = SELF_HELPER.set(());
+}
+
+/// The exec helper: `grader-sandbox-exec` beside the running executable, or one folder up (where
+/// cargo puts the binaries of the `deps/` that hold tests and benches), else the executable
+/// itself if it serves as one.
+fn find_helper() -> Option<Helper> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let beside = [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(HELPER))
+        .find(|p| is_executable(p))
+        .map(|program| Helper {
+            program,
+            self_arg: false,
+        });
+    beside.or_else(|| {
+        SELF_HELPER.get().map(|()| Helper {
+            program: exe,
+            self_arg: true,
         })
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Fails unless `path` and all its ancestors can be traversed by others (the sandbox uid), which
@@ -1012,7 +1059,7 @@ mod tests {
         let limits = Limits::test();
         assert_eq!(
             rlimits(&cgroups, &limits),
-            [("-c", 0), ("-St", 11), ("-Ht", 12)]
+            [(Limit::Core, 0, 0), (Limit::Cpu, 11, 12)]
         );
         let none = Enforcement {
             identity: Identity::Unprivileged,
@@ -1024,11 +1071,10 @@ mod tests {
         assert_eq!(
             rlimits(&none, &limits),
             [
-                ("-c", 0),
-                ("-St", 10),
-                ("-Ht", 11),
-                ("-v", 512 * 1024),
-                ("-u", 2048)
+                (Limit::Core, 0, 0),
+                (Limit::Cpu, 10, 11),
+                (Limit::AddressSpace, 512 << 20, 512 << 20),
+                (Limit::Processes, 2048, 2048)
             ]
         );
     }
