@@ -377,6 +377,28 @@ fn allocating_32_gib_hits_the_memory_limit() {
 }
 
 #[test]
+fn a_run_without_the_toolchain_sees_only_usr_and_the_loader_cache() {
+    let sandbox = sandbox!();
+    let view = "ls /etc; if [ -e /opt/rust ]; then echo toolchain; fi";
+    let mut cmd = sh(view);
+    cmd.toolchain = false;
+    let result = run(&sandbox, &cmd, &Limits::test());
+    assert_eq!(
+        text(&result.stdout),
+        "ld.so.cache\n",
+        "{}",
+        text(&result.stderr)
+    );
+    // What compiles gets the toolchain and the C linker's `/etc` files.
+    let result = run(&sandbox, &sh(view), &Limits::test());
+    let out = text(&result.stdout);
+    assert!(
+        out.contains("alternatives\n") && out.ends_with("toolchain\n"),
+        "{out}"
+    );
+}
+
+#[test]
 fn toolchain_cargo_works_inside() {
     let sandbox = sandbox!();
     let cmd = SandboxCommand::new(sandbox.toolchain().cargo(), ["--version"]);

@@ -323,6 +323,7 @@ fn in_job(
         ro_mounts: ro,
         rw_mounts: rw,
         stdin: None,
+        toolchain: true,
     }
 }
 

@@ -45,7 +45,8 @@ pub fn env() -> Vec<(String, String)> {
 pub const KEPT_TARGET_MOUNT: &str = "/work/target";
 
 /// A command over the built job folder (and its kept target folder, if any), mounted read-only
-/// (what the listing and the tests run in); the caller sets the program and its arguments.
+/// (what the listing and the tests run in, without the toolchain: they run what was built); the
+/// caller sets the program and its arguments.
 pub fn read_only(job: &Path, kept_target: Option<&Path>) -> SandboxCommand {
     let mut ro_mounts = vec![(job.to_path_buf(), WORK_MOUNT.to_string())];
     ro_mounts.extend(kept_target.map(|t| (t.to_path_buf(), KEPT_TARGET_MOUNT.to_string())));
@@ -57,5 +58,6 @@ pub fn read_only(job: &Path, kept_target: Option<&Path>) -> SandboxCommand {
         ro_mounts,
         rw_mounts: Vec::new(),
         stdin: None,
+        toolchain: false,
     }
 }

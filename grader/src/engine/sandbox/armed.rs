@@ -74,8 +74,8 @@ impl Sandbox {
 impl Armed<'_> {
     /// Runs `cmd` under `limits` in this sandbox, with the result [`Sandbox::run`] would give
     /// (limits count from now). A command or limits this sandbox was not armed for (other mounts,
-    /// environment, folder, input, memory, tasks or `/tmp`, more CPU time, a program that does not
-    /// exist) run through [`Sandbox::run`] instead.
+    /// environment, folder, toolchain, input, memory, tasks or `/tmp`, more CPU time, a program
+    /// that does not exist) run through [`Sandbox::run`] instead.
     pub fn run(mut self, cmd: &SandboxCommand, limits: &Limits) -> Result<RunResult, SandboxError> {
         validate(cmd, limits)?;
         if !self.fits(cmd, limits) {
@@ -110,6 +110,7 @@ impl Armed<'_> {
             .any(|a| a.contains('\n'));
         cmd.env == armed.env
             && cmd.cwd == armed.cwd
+            && cmd.toolchain == armed.toolchain
             && cmd.ro_mounts == armed.ro_mounts
             && cmd.rw_mounts == armed.rw_mounts
             && cmd.stdin.is_none()
@@ -137,7 +138,7 @@ impl Armed<'_> {
             .iter()
             .chain(&self.launcher.rw_mounts)
             .map(|(host, inside)| (host.as_path(), inside.as_str()))
-            .chain(std::iter::once(toolchain));
+            .chain(self.launcher.toolchain.then_some(toolchain));
         let host: PathBuf = mounts
             .filter_map(|(host, inside)| Some((host, program.strip_prefix(inside).ok()?, inside)))
             .max_by_key(|(_, _, inside)| inside.len())

@@ -26,13 +26,12 @@ const _: () = assert!(SANDBOX_UID == SANDBOX_GID);
 /// `PATH` inside the sandbox: the toolchain first, never a rustup proxy.
 const SANDBOX_PATH: &str = "/opt/rust/bin:/usr/bin:/bin";
 
-/// Host paths bound read-only when present: what the dynamic linker and `cc` alternatives need.
-const ETC_FILES: [&str; 4] = [
-    "/etc/alternatives",
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-];
+/// Host paths bound read-only when present, for every run: the dynamic loader's cache.
+const LOADER_FILES: [&str; 1] = ["/etc/ld.so.cache"];
+
+/// Host paths bound read-only when present, for runs that compile: the C linker's `cc`
+/// alternatives and the loader's configuration.
+const BUILD_FILES: [&str; 3] = ["/etc/alternatives", "/etc/ld.so.conf", "/etc/ld.so.conf.d"];
 
 /// Top-level folders that are symlinks into `/usr` on merged-usr systems, real folders otherwise.
 const USR_LINKS: [&str; 6] = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
@@ -41,7 +40,8 @@ const USR_LINKS: [&str; 6] = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/lib
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Identity {
-    /// bwrap runs as the sandbox uid/gid (65534, via `setpriv`) in its own user namespace: on the
+    /// bwrap runs as the sandbox uid/gid (65534, dropped to by the exec helper) in its own user
+    /// namespace: on the
     /// host the sandboxed processes are uid 65534 with no capabilities.
     Unprivileged,
     /// Only where the operator opted in (see [`super::SandboxOptions::allow_root_mapped`]), when
@@ -83,9 +83,10 @@ pub(super) struct Setup {
     helper: Helper,
     pub(super) bwrap: PathBuf,
     pub(super) identity: Identity,
-    /// bwrap options making the read-only system view.
+    /// bwrap options making the read-only system view of every run.
     system: Vec<OsString>,
-    toolchain: PathBuf,
+    /// bwrap options adding what compiling needs (see [`SandboxCommand::toolchain`]).
+    build_view: Vec<OsString>,
 }
 
 impl Setup {
@@ -95,12 +96,14 @@ impl Setup {
         identity: Identity,
         toolchain: PathBuf,
     ) -> Setup {
+        let mut build_view = existing(&BUILD_FILES);
+        build_view.extend(bind("--ro-bind", &toolchain, TOOLCHAIN_MOUNT));
         Setup {
             helper,
             bwrap,
             identity,
             system: system_view(),
-            toolchain,
+            build_view,
         }
     }
 
@@ -192,7 +195,9 @@ impl Setup {
             push(&mut args, &["--setenv", &key, &value]);
         }
         args.extend(self.system.iter().cloned());
-        args.extend(bind("--ro-bind", &self.toolchain, TOOLCHAIN_MOUNT));
+        if cmd.toolchain {
+            args.extend(self.build_view.iter().cloned());
+        }
         push(&mut args, &["--proc", "/proc", "--dev", "/dev"]);
         push(
             &mut args,
@@ -255,7 +260,7 @@ fn environment(cmd: &SandboxCommand) -> Vec<(String, String)> {
     env
 }
 
-/// Read-only `/usr`, the `/bin`-style links (or folders) and the few `/etc` files needed.
+/// Read-only `/usr`, the `/bin`-style links (or folders) and the loader's cache.
 fn system_view() -> Vec<OsString> {
     let mut args: Vec<OsString> = bind("--ro-bind", Path::new("/usr"), "/usr").into();
     for path in USR_LINKS {
@@ -269,12 +274,17 @@ fn system_view() -> Vec<OsString> {
             _ => {}
         }
     }
-    for path in ETC_FILES {
-        if Path::new(path).exists() {
-            args.extend(bind("--ro-bind", Path::new(path), path));
-        }
-    }
+    args.extend(existing(&LOADER_FILES));
     args
+}
+
+/// Read-only binds of those of `paths` that exist on the host, each at its own path.
+fn existing(paths: &[&str]) -> Vec<OsString> {
+    paths
+        .iter()
+        .filter(|path| Path::new(path).exists())
+        .flat_map(|path| bind("--ro-bind", Path::new(path), path))
+        .collect()
 }
 
 /// The fifo given to bwrap as `--json-status-fd`: bwrap writes `{"child-pid": N, ...}` once the

@@ -190,6 +190,10 @@ pub struct SandboxCommand {
     pub rw_mounts: Vec<(PathBuf, String)>,
     /// Bytes fed to stdin (then closed); `None` connects stdin to `/dev/null`.
     pub stdin: Option<Vec<u8>>,
+    /// Whether the run compiles: the [`Toolchain`] at `/opt/rust` and the `/etc` files the C
+    /// linker needs are mounted only then. A built program needs only `/usr` and the loader's
+    /// cache, and each mount is bubblewrap's work at every start.
+    pub toolchain: bool,
 }
 
 impl SandboxCommand {
@@ -206,6 +210,7 @@ impl SandboxCommand {
             ro_mounts: Vec::new(),
             rw_mounts: Vec::new(),
             stdin: None,
+            toolchain: true,
         }
     }
 }
