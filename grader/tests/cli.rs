@@ -1,7 +1,8 @@
 //! The `grader` binary as an operator uses it: an operator's or instructor's mistake (a path that
 //! cannot be read, an unknown solution name, missing or disagreeing hidden tests) ends with exit 2 and
 //! a message naming it, never with a grade; `setup` records the hidden tests that later runs use; and
-//! the text report lets no escape sequence of the student's reach the terminal.
+//! the text report lets no escape sequence of the student's reach the terminal; and the binary
+//! alone grades (it is its own sandbox helper).
 //!
 //! The commands that get past their argument checks use the shared, prepared data folder
 //! (`GRADER_DATA_DIR`), like the engine's tests.
@@ -189,6 +190,30 @@ fn check_scores_a_refused_submission_out_of_the_public_tests() {
     assert!(public > 0);
     assert_eq!((report.score, report.max_score), (0, public));
     assert_eq!(report.categories.len(), 3, "{:?}", report.categories);
+}
+
+/// A student downloads the `grader` binary alone: without `grader-sandbox-exec` beside it, it serves
+/// as the sandbox's exec helper itself, and grades as the pair does.
+#[test]
+fn the_grader_binary_alone_is_its_own_sandbox_helper() {
+    let alone = tempfile::tempdir().unwrap();
+    let binary = alone.path().join("grader");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_grader"), &binary).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_grader"), &binary).unwrap();
+    }
+    assert!(!alone.path().join("grader-sandbox-exec").exists());
+    let data = data_dir_sharing_the_caches();
+    let out = Command::new(&binary)
+        .env_remove("GRADER_HIDDEN_TESTS")
+        .env("GRADER_DATA_DIR", data.path())
+        .args(["grade", "--format", "json", "--hidden-tests"])
+        .arg(hidden_tests())
+        .arg(repo().join("solutions/reference"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report.status, report.score), (Status::Graded, 100));
 }
 
 fn test_result(outcome: Outcome, message: &str, output: &str) -> TestResult {

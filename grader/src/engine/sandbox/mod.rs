@@ -968,13 +968,14 @@ pub fn executable_serves_as_helper() {
     let _ = SELF_HELPER.set(());
 }
 
-/// The exec helper: `grader-sandbox-exec` beside the running executable, or one folder up (where
-/// cargo puts the binaries of the `deps/` that hold tests and benches), else the executable
-/// itself if it serves as one.
+/// The exec helper: `grader-sandbox-exec` beside the running executable (or, for cargo's tests and
+/// benches in `target/*/deps/`, beside the binaries one folder up), else the executable itself if
+/// it serves as one.
 fn find_helper() -> Option<Helper> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
-    let beside = [Some(dir), dir.parent()]
+    let cargo_deps = dir.file_name().is_some_and(|n| n == "deps");
+    let beside = [Some(dir), dir.parent().filter(|_| cargo_deps)]
         .into_iter()
         .flatten()
         .map(|d| d.join(HELPER))
