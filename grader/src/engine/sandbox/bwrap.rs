@@ -41,8 +41,7 @@ const USR_LINKS: [&str; 6] = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/lib
 #[serde(rename_all = "kebab-case")]
 pub enum Identity {
     /// bwrap runs as the sandbox uid/gid (65534, dropped to by the exec helper) in its own user
-    /// namespace: on the
-    /// host the sandboxed processes are uid 65534 with no capabilities.
+    /// namespace: on the host the sandboxed processes are uid 65534 with no capabilities.
     Unprivileged,
     /// Only where the operator opted in (see [`super::SandboxOptions::allow_root_mapped`]), when
     /// unprivileged user namespaces do not work: bwrap runs as root with `--unshare-user --uid
