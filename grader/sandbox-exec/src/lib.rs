@@ -45,18 +45,21 @@ pub enum Limit {
 }
 
 impl Limit {
-    const ALL: [(Limit, &'static str); 4] = [
-        (Limit::Core, "core"),
-        (Limit::Cpu, "cpu"),
-        (Limit::AddressSpace, "as"),
-        (Limit::Processes, "nproc"),
+    const ALL: [Limit; 4] = [
+        Limit::Core,
+        Limit::Cpu,
+        Limit::AddressSpace,
+        Limit::Processes,
     ];
 
+    /// Its name on the helper's command line.
     fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(l, _)| *l == self)
-            .map_or("", |(_, n)| n)
+        match self {
+            Limit::Core => "core",
+            Limit::Cpu => "cpu",
+            Limit::AddressSpace => "as",
+            Limit::Processes => "nproc",
+        }
     }
 
     fn resource(self) -> Resource {
@@ -143,9 +146,8 @@ impl Request {
                 "--rlimit" => {
                     let name = value(&mut args, "--rlimit")?;
                     let limit = Limit::ALL
-                        .iter()
-                        .find(|(_, n)| OsStr::new(n) == name)
-                        .map(|(l, _)| *l)
+                        .into_iter()
+                        .find(|l| OsStr::new(l.name()) == name)
                         .ok_or_else(|| format!("unknown limit {name:?}"))?;
                     let soft = number(value(&mut args, "--rlimit")?, "--rlimit")?;
                     let hard = number(value(&mut args, "--rlimit")?, "--rlimit")?;
